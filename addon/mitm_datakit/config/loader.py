@@ -1,0 +1,42 @@
+"""Read a Datakit config from YAML or JSON text (JSON is YAML, so one parser reads both)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError, ConfigIssue
+
+
+def load_config(text: str, *, source: str = "<config>") -> dict[str, Any]:
+    """Parse config text into the plugin's `config` object.
+
+    Accepts the bare `config` object (`nodes: ...`) or a whole plugin entity
+    (`name: datakit` + `config: {...}`), as the Admin API and decK files carry it.
+    """
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError([ConfigIssue(f"{source}: invalid YAML{where}: {problem}")]) from None
+    if document is None:
+        raise ConfigError([ConfigIssue(f"{source}: the file is empty")])
+    if not isinstance(document, dict):
+        raise ConfigError([ConfigIssue(f"{source}: expected a map at the top level")])
+    if document.get("name") == "datakit" and isinstance(document.get("config"), dict):
+        return document["config"]
+    return document
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([ConfigIssue(f"cannot read {path}: {e.strerror or e}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigIssue(f"{path}: not UTF-8 text")]) from None
+    return load_config(text, source=str(path))

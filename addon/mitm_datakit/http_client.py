@@ -1,0 +1,135 @@
+"""The outbound HTTP client of `call` nodes: one shared aiohttp session per proxy.
+
+aiohttp, not httpx: measured inside mitmdump, an aiohttp call costs about 230 µs of CPU against
+2-6 ms for httpx.AsyncClient, whose pool also degrades past 32-64 calls in flight
+(docs/decisions.md, shared/perf-baseline.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass, field
+
+import aiohttp
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+class CallFailed(Exception):
+    """The request could not be completed (connect, TLS, timeout, size). The message is safe to show:
+    it names host and port, never the path or query, which may carry credentials."""
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes | None
+    timeout: float | None  # seconds
+    ssl_verify: bool = True
+    server_name: str | None = None
+    proxy: str | None = None
+    proxy_auth: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class InboundResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = field(repr=False)
+
+
+class HttpClient:
+    """Sends `call` requests. The session is created on first use, inside the running event loop."""
+
+    def __init__(self, *, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.max_body = max_body
+        self._session: aiohttp.ClientSession | None = None
+        # aiohttp logs every connection event at DEBUG; mitmdump's root logger is at DEBUG and
+        # routes each record through all addons, which costs real CPU per call.
+        logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=False,  # an HTTP_PROXY pointing at this very proxy would loop calls back in
+                auto_decompress=True,
+                cookie_jar=aiohttp.DummyCookieJar(),  # calls of different flows must not share cookies
+            )
+        return self._session
+
+    async def send(self, request: OutboundRequest) -> InboundResponse:
+        session = self._get_session()
+        ssl_arg: ssl.SSLContext | bool = True if request.ssl_verify else False
+        proxy_auth = aiohttp.BasicAuth(*request.proxy_auth) if request.proxy_auth else None
+        timeout = aiohttp.ClientTimeout(total=request.timeout)
+        target = _host_port(request.url)
+        try:
+            async with session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
+                ssl=ssl_arg,
+                server_hostname=request.server_name,
+                proxy=request.proxy,
+                proxy_auth=proxy_auth,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                declared = response.content_length
+                if declared is not None and declared > self.max_body:
+                    raise CallFailed(f"response body of {declared} bytes exceeds the limit of {self.max_body}")
+                body = await _read_limited(response.content, self.max_body)
+                headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers]
+                return InboundResponse(response.status, headers, body)
+        except CallFailed:
+            raise
+        except (asyncio.TimeoutError, TimeoutError):
+            raise CallFailed(f"timeout calling {target}") from None
+        except aiohttp.ClientSSLError as e:
+            raise CallFailed(f"TLS error calling {target}: {_reason(e)}") from None
+        except aiohttp.ClientConnectorError as e:
+            raise CallFailed(f"failed to connect to {target}: {_reason(e)}") from None
+        except aiohttp.InvalidURL:
+            raise CallFailed("invalid URL") from None
+        except aiohttp.ClientError as e:
+            raise CallFailed(f"request to {target} failed: {_reason(e)}") from None
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
+async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise CallFailed(f"response body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+
+
+def _host_port(url: str) -> str:
+    try:
+        parsed = aiohttp.client.URL(url)
+        return f"{parsed.host}:{parsed.port}"
+    except Exception:
+        return "the target"
+
+
+def _reason(error: BaseException) -> str:
+    os_error = getattr(error, "os_error", None)
+    if os_error is not None and getattr(os_error, "strerror", None):
+        return str(os_error.strerror)
+    return str(error) or type(error).__name__

@@ -1,0 +1,69 @@
+"""`handlebars`: render a Handlebars template with pybars3 (Kong 3.9/3.10; kept here as an extension).
+
+Kong removed the node in 3.11; configs that use it still run here. `{{x}}` HTML-escapes, as
+Handlebars does everywhere; use `{{{x}}}` for raw text.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+
+import pybars
+
+from ..config.schema import Field
+from ..errors import NodeError
+from ..types import SELF, DkType, Value
+from ..values import is_json_content_type
+from .base import BuildError, NodeSpec, NodeType, SyncRun
+from .jq import to_jq_value, variable_name
+
+_compiler = pybars.Compiler()
+_compile_lock = threading.Lock()  # pybars' compiler keeps state while compiling
+
+
+def template_context(inputs: dict[str, Value]) -> Value:
+    if SELF in inputs:
+        return inputs[SELF]
+    context: dict[str, Value] = {}
+    for name, value in inputs.items():
+        context[variable_name(name) or name] = value
+    return context
+
+
+class Handlebars(NodeType):
+    type_name = "handlebars"
+    fields = {
+        "template": Field("string", default="", description="The Handlebars template."),
+        "content_type": Field(
+            "string", default="text/plain", description="How the rendered text is decoded: JSON types are parsed."
+        ),
+    }
+    input_fields: Mapping[str, DkType] | None = None
+    self_input = DkType.ANY
+    self_output = DkType.ANY
+    allows_field_outputs = False
+
+    def build(self, spec: NodeSpec) -> SyncRun:
+        try:
+            with _compile_lock:
+                template = _compiler.compile(spec.settings["template"])
+        except Exception as e:  # pybars raises its own PybarsError and plain exceptions alike
+            raise BuildError("template", f"invalid template: {e}") from None
+        parse_json = is_json_content_type(spec.settings["content_type"])
+
+        def run(inputs: dict[str, Value], ctx: object) -> Value:
+            context = {k: to_jq_value(v) for k, v in inputs.items()}
+            try:
+                text = str(template(template_context(context)))
+            except Exception as e:
+                raise NodeError(f"handlebars: error rendering template: {e}") from None
+            if not parse_json:
+                return text
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as e:
+                raise NodeError(f"handlebars: rendered text is not valid JSON: {e}") from None
+
+        return run

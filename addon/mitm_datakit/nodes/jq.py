@@ -1,0 +1,86 @@
+"""`jq`: run a jq program over the node's inputs (spec §5.2), with libjq through the `jq` package.
+
+The program is compiled once, when the config becomes a Plan. Named inputs are both the fields of
+`.` (3.11+ style) and `$name` variables (3.9/3.10 style), so programs written for either run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import jq as libjq
+
+from ..config.schema import Field
+from ..errors import NodeError
+from ..types import SELF, DkType, Value
+from .base import BuildError, NodeSpec, NodeType, SyncRun
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def variable_name(input_name: str) -> str | None:
+    """The `$variable` an input is bound to: `.` becomes `_`, a leading `$` is dropped (Kong 3.9/3.10)."""
+    name = input_name.replace(".", "_").lstrip("$")
+    return name if _IDENTIFIER.fullmatch(name) else None
+
+
+def bind_variables(program: str, input_names: list[str]) -> str:
+    """Prefix `program` so that each named input is also a variable.
+
+    `E as $x | P` keeps `.` unchanged for P, so the prefix changes nothing else about the program.
+    """
+    bindings = []
+    for name in sorted(input_names):
+        var = variable_name(name)
+        if var:
+            key = name.replace("\\", "\\\\").replace('"', '\\"')
+            bindings.append(f'.["{key}"] as ${var} | ')
+    return "".join(bindings) + "(" + program + "\n)" if bindings else program
+
+
+def compile_error_text(error: ValueError) -> str:
+    """libjq prints several lines; the first one says what is wrong and where."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = next((line for line in lines if line.startswith("jq: error")), lines[0] if lines else "")
+    return detail.removeprefix("jq: error: ")
+
+
+def to_jq_value(value: Value) -> Value:
+    """A bytes body (not UTF-8) reaches jq as text with replacement characters."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+class Jq(NodeType):
+    type_name = "jq"
+    fields = {"jq": Field("string", required=True, minimum=1, maximum=10240, description="The jq program.")}
+    input_fields: Mapping[str, DkType] | None = None  # free names
+    self_input = DkType.ANY
+    self_output = DkType.ANY
+    allows_field_outputs = False
+
+    def build(self, spec: NodeSpec) -> SyncRun:
+        program = spec.settings["jq"]
+        names = [n for n in spec.connected_inputs if n != SELF]
+        try:
+            compiled = libjq.compile(bind_variables(program, names))
+        except ValueError as e:
+            raise BuildError("jq", f"invalid jq program: {compile_error_text(e)}") from None
+        takes_self = SELF in spec.connected_inputs
+
+        def run(inputs: dict[str, Value], ctx: object) -> Value:
+            if takes_self:
+                data = to_jq_value(inputs.get(SELF))
+            else:
+                data = {name: to_jq_value(inputs.get(name)) for name in names}
+            try:
+                # Kong 3.11+ documents one output per node: the first result; none gives null.
+                return compiled.input_value(data).first()
+            except StopIteration:
+                return None
+            except ValueError as e:
+                raise NodeError(f"jq: {e}") from None
+
+        return run

@@ -1,0 +1,54 @@
+"""Keeping secrets out of traces, logs and error bodies (spec §7.5)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from .types import Value
+
+REDACTED = "********"
+
+# Kong's Debugger masks these header names by default; cookies carry sessions, so they are masked too.
+MASKED_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "api-key",
+        "x-api-key",
+        "apikey",
+        "cookie",
+        "set-cookie",
+        "x-consumer-username",
+        "x-consumer-custom-id",
+        "x-consumer-id",
+        "x-credential-identifier",
+    }
+)
+
+
+def mask_headers(value: Value) -> Value:
+    """A copy of `value` in which every key that names a secret-bearing header is masked, at any depth."""
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if isinstance(k, str) and k.lower() in MASKED_HEADERS else mask_headers(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_headers(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of a secret in `text`, raw or JSON-escaped (values derived from a
+    vault secret, such as `Bearer <secret>`, keep the secret as a substring)."""
+    for secret in secrets:
+        if not secret:
+            continue
+        text = text.replace(secret, REDACTED)
+        escaped = json.dumps(secret, ensure_ascii=True)[1:-1]
+        if escaped != secret:
+            text = text.replace(escaped, REDACTED)
+    return text

@@ -1,0 +1,293 @@
+"""Running a Plan for one request on asyncio (spec §6.3, §6.4).
+
+A node is ready when every provider completed; ready nodes run at once, `call` nodes as tasks so
+that independent calls overlap. The first failure cancels everything still running. One `Run`
+lives for the whole request: `advance()` runs the access phase, the adapter proxies, then it
+provides `service_response` and `advance()` runs the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets as random_ids
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .context import RunContext
+from .errors import InputTypeError, NodeError
+from .implicit import REQUEST, RESPONSE, SERVICE_REQUEST, SERVICE_RESPONSE, VAULT
+from .nodes.exit import ExitResponse
+from .plan import InputEdge, Plan, PlanNode
+from .redact import scrub
+from .trace import Trace
+from .types import Value
+from .values import MessageWrite, coerce, header_map_lookup, type_name
+from .vault import MissingSecret, resolve
+
+logger = logging.getLogger("mitm_datakit")
+
+PENDING, RUNNING, COMPLETE, FAILED, CANCELED, SKIPPED = (
+    "NODE_PENDING",
+    "NODE_RUNNING",
+    "NODE_COMPLETE",
+    "NODE_ERROR",
+    "NODE_CANCELED",
+    "NODE_SKIPPED",
+)
+PLAN_COMPLETE, PLAN_ERROR, PLAN_RUNNING = "PLAN_COMPLETE", "PLAN_ERROR", "PLAN_RUNNING"
+
+
+def new_request_id() -> str:
+    """Kong's request id is 32 hex characters (X-Kong-Request-Id)."""
+    return random_ids.token_hex(16)
+
+
+@dataclass(frozen=True)
+class Failure:
+    node: PlanNode
+    message: str  # already scrubbed of secrets
+
+    def log_line(self) -> str:
+        return f'node #{self.node.index} ({self.node.name}) failed with error: "{self.message}"'
+
+
+class Run:
+    """One request walking a Plan. Not shared between requests; never touches mitmproxy."""
+
+    def __init__(self, plan: Plan, ctx: RunContext, *, trace: Trace | None = None) -> None:
+        self.plan = plan
+        self.ctx = ctx
+        self.trace = trace
+        count = len(plan.nodes)
+        self.values: list[Value] = [None] * count
+        self.done = [False] * count
+        self.status = [PENDING] * count
+        self.pending = list(plan.initial_pending)
+        self.ready: deque[int] = deque()
+        self.tasks: dict[asyncio.Task[Value], int] = {}
+        self.started: dict[int, float] = {}
+        self.exit: ExitResponse | None = None
+        self.failure: Failure | None = None
+        self.errors: dict[int, str] = {}
+        self.writes: dict[str, MessageWrite] = {}
+        self.secrets: list[str] = []
+
+    # -- inputs from the adapter ---------------------------------------------------------------
+    def start(self, request_value: Mapping[str, Value]) -> None:
+        """Provide `request` and `vault`; every node without providers becomes ready."""
+        vault: dict[str, Value] = {}
+        for name, reference in self.plan.vault.items():
+            secret = resolve(reference)
+            vault[name] = secret
+            if isinstance(secret, str):
+                self.secrets.append(secret)
+        for node in self.plan.nodes:
+            if self.pending[node.id] == 0 and self._runnable(node):
+                self.ready.append(node.id)
+        self._provide(REQUEST, dict(request_value))
+        self._provide(VAULT, vault)
+
+    def provide_service_response(self, value: Mapping[str, Value]) -> None:
+        self._provide(SERVICE_RESPONSE, dict(value))
+
+    @property
+    def finished(self) -> bool:
+        return self.exit is not None or self.failure is not None
+
+    # -- scheduling ----------------------------------------------------------------------------
+    async def advance(self) -> None:
+        """Run every node that can run now, until none is ready and no call is in flight."""
+        try:
+            while not self.finished:
+                while self.ready and not self.finished:
+                    self._start_node(self.plan.nodes[self.ready.popleft()])
+                if self.finished or not self.tasks:
+                    break
+                done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    self._finish_task(task)
+                    if self.finished:
+                        break
+        finally:
+            if self.tasks:
+                await self._cancel_all()
+
+    def _runnable(self, node: PlanNode) -> bool:
+        # Implicit sources are provided by the adapter; sinks run (record their write) when ready.
+        return node.index is not None or node.name in (SERVICE_REQUEST, RESPONSE)
+
+    def _provide(self, name: str, value: Value) -> None:
+        node = self.plan.node(name)
+        if self.trace:
+            self.trace.event(node, "complete", value=value, has_value=True, fields=True)
+        self._complete(node, value)
+
+    def _complete(self, node: PlanNode, value: Value) -> None:
+        self.values[node.id] = value
+        self.done[node.id] = True
+        self.status[node.id] = COMPLETE
+        for dependent in node.dependents:
+            self.pending[dependent] -= 1
+            if self.pending[dependent] == 0 and self._runnable(self.plan.nodes[dependent]):
+                self.ready.append(dependent)
+
+    def _start_node(self, node: PlanNode) -> None:
+        try:
+            inputs = self._gather(node)
+        except NodeError as e:
+            self._fail(self._blame(node, e), e)
+            return
+        if node.index is None:  # a sink: remember what to write
+            self.writes[node.name] = MessageWrite.from_inputs(
+                inputs, has_body=any(e.dst_field == "body" for e in node.inputs)
+            )
+            self._complete(node, None)
+            return
+        self.status[node.id] = RUNNING
+        if self.trace:
+            self.trace.event(node, "run", value=inputs, has_value=True, fields=True)
+        assert node.run is not None
+        if node.is_async:
+            self.started[node.id] = self.trace.elapsed() if self.trace else 0.0
+            task = asyncio.ensure_future(node.run(inputs, self.ctx))  # type: ignore[arg-type]
+            self.tasks[task] = node.id
+            return
+        try:
+            output = node.run(inputs, self.ctx)
+        except NodeError as e:
+            self._fail(node, e)
+            return
+        except Exception as e:  # a bug in a node must not escape into mitmproxy as "Addon error"
+            logger.exception("internal error in node #%s (%s)", node.index, node.name)
+            self._fail(node, NodeError(f"internal error: {type(e).__name__}"))
+            return
+        self._node_done(node, output)
+
+    def _finish_task(self, task: asyncio.Task[Value]) -> None:
+        node = self.plan.nodes[self.tasks.pop(task)]
+        if self.trace:
+            began = self.started.get(node.id, 0.0)
+            self.trace.event(node, "resume", duration=self.trace.elapsed() - began)
+        error = task.exception()
+        if error is None:
+            self._node_done(node, task.result())
+        elif isinstance(error, NodeError):
+            self._fail(node, error)
+        else:
+            logger.error("internal error in node #%s (%s): %r", node.index, node.name, error)
+            self._fail(node, NodeError(f"internal error: {type(error).__name__}"))
+
+    def _node_done(self, node: PlanNode, output: Value) -> None:
+        if isinstance(output, ExitResponse):
+            self.exit = output
+            if self.trace:
+                self.trace.event(node, "complete")
+            self.values[node.id] = None
+            self.done[node.id] = True
+            self.status[node.id] = COMPLETE
+            return
+        if self.trace:
+            self.trace.event(node, "complete", value=output, has_value=True, fields=node.object_output)
+        self._complete(node, output)
+
+    def _fail(self, node: PlanNode, error: NodeError) -> None:
+        message = scrub(error.message, self.secrets)
+        self.failure = Failure(node, message)
+        self.status[node.id] = FAILED
+        self.errors[node.id] = message
+        if self.trace:
+            self.trace.event(
+                node, "fail", error=message, value=error.values, has_value=error.values is not None, fields=True
+            )
+
+    async def _cancel_all(self) -> None:
+        tasks = list(self.tasks.items())
+        self.tasks.clear()
+        for task, _ in tasks:
+            task.cancel()
+        await asyncio.gather(*(t for t, _ in tasks), return_exceptions=True)
+        for _, node_id in tasks:
+            self.status[node_id] = CANCELED
+            if self.trace:
+                self.trace.event(self.plan.nodes[node_id], "cancel")
+
+    def close(self) -> None:
+        """Mark what never ran as cancelled (the plan ended early or its request went away)."""
+        if self.finished:
+            for node in self.plan.user_nodes:
+                if self.status[node.id] == PENDING:
+                    self.status[node.id] = CANCELED
+                    if self.trace:
+                        self.trace.event(node, "cancel")
+
+    # -- inputs --------------------------------------------------------------------------------
+    def _gather(self, node: PlanNode) -> dict[str, Value]:
+        inputs: dict[str, Value] = {}
+        for edge in node.inputs:
+            if not self.done[edge.src]:
+                continue
+            value = self._edge_value(edge)
+            try:
+                inputs[edge.dst_field] = coerce(value, edge.dst_type)
+            except TypeError as e:
+                target = node.name if edge.dst_field == "$self" else f"{node.name}.{edge.dst_field}"
+                raise InputTypeError(f"invalid value for {target}: {e}") from None
+        return inputs
+
+    def _edge_value(self, edge: InputEdge) -> Value:
+        value = self.values[edge.src]
+        if edge.src_field is not None:
+            value = value.get(edge.src_field) if isinstance(value, dict) else None
+        if isinstance(value, MissingSecret):
+            raise NodeError(value.reason)
+        last = len(edge.path) - 1
+        for position, key in enumerate(edge.path):
+            if not isinstance(value, dict):
+                if edge.spread and position == last and value is not None:
+                    raise InputTypeError(f"expected an object with fields, got {type_name(value)}")
+                return None
+            value = header_map_lookup(value, key) if edge.header_lookup else value.get(key)
+        return value
+
+    def _blame(self, node: PlanNode, error: NodeError) -> PlanNode:
+        """Errors at a sink belong to the node that provided the bad value (sinks have no index)."""
+        if node.index is not None:
+            return node
+        for edge in node.inputs:
+            provider = self.plan.nodes[edge.src]
+            if provider.index is not None and self.done[edge.src]:
+                return provider
+        return node
+
+    # -- results for the adapter ---------------------------------------------------------------
+    @property
+    def plan_status(self) -> str:
+        if self.failure:
+            return PLAN_ERROR
+        if self.exit or all(self.done[n.id] for n in self.plan.user_nodes):
+            return PLAN_COMPLETE
+        return PLAN_RUNNING
+
+    def render_trace(self) -> bytes:
+        assert self.trace is not None
+        self.close()
+        return self.trace.render(self.plan, self.status, self.plan_status, self.errors, self.secrets)
+
+    def error_body(self) -> bytes:
+        """Kong's 500 body (spec §6.4); `debug: true` adds the error and the failed node."""
+        assert self.failure is not None
+        body: dict[str, Any] = {"message": "An unexpected error occurred", "request_id": self.ctx.request_id}
+        if self.plan.debug:
+            node = self.failure.node
+            body = {
+                "message": "node execution error",
+                "request_id": self.ctx.request_id,
+                "error": self.failure.message,
+                "node": {"index": node.index, "name": node.name, "type": node.type_name},
+            }
+        return json.dumps(body).encode("utf-8")
+
