@@ -100,18 +100,20 @@ class Run:
 
     # -- scheduling ----------------------------------------------------------------------------
     async def advance(self) -> None:
-        """Run every node that can run now, until none is ready and no call is in flight."""
+        """Run every node that can run now, until none is ready and no call is in flight.
+
+        After an `exit`, no new node starts but calls already in flight finish (their side effects,
+        such as a cache write listed before the exit, happen); after a failure they are cancelled.
+        """
         try:
-            while not self.finished:
+            while self.failure is None:
                 while self.ready and not self.finished:
                     self._start_node(self.plan.nodes[self.ready.popleft()])
-                if self.finished or not self.tasks:
+                if self.failure is not None or not self.tasks:
                     break
                 done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     self._finish_task(task)
-                    if self.finished:
-                        break
         finally:
             if self.tasks:
                 await self._cancel_all()
@@ -196,9 +198,12 @@ class Run:
 
     def _fail(self, node: PlanNode, error: NodeError) -> None:
         message = scrub(error.message, self.secrets)
-        self.failure = Failure(node, message)
         self.status[node.id] = FAILED
         self.errors[node.id] = message
+        if self.exit is None:
+            self.failure = Failure(node, message)
+        else:  # the exit already answered; a call that was in flight cannot change that
+            logger.warning("datakit: node #%s (%s) failed after an exit: %s", node.index, node.name, message)
         if self.trace:
             self.trace.event(
                 node, "fail", error=message, value=error.values, has_value=error.values is not None, fields=True

@@ -43,7 +43,7 @@ def compile_error_text(error: ValueError) -> str:
     """libjq prints several lines; the first one says what is wrong and where."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     detail = next((line for line in lines if line.startswith("jq: error")), lines[0] if lines else "")
-    return detail.removeprefix("jq: error: ")
+    return detail.removeprefix("jq: error: ").rstrip(":")
 
 
 def to_jq_value(value: Value) -> Value:

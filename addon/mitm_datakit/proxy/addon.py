@@ -50,6 +50,7 @@ class Datakit:
         self.http = HttpClient()
         self._states: weakref.WeakKeyDictionary[http.HTTPFlow, FlowState] = weakref.WeakKeyDictionary()
         self._closing: set[asyncio.Task[None]] = set()
+        self._running = False
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -81,10 +82,19 @@ class Datakit:
             try:
                 plan = load_plan(path)
             except ConfigError as e:
-                # OptionsError rolls the option back: the last good plan keeps serving.
-                raise exceptions.OptionsError(f"invalid Datakit config {path}:\n{e}") from None
+                message = f"invalid Datakit config {path}:\n{e}"
+                if not self._running:
+                    # At start-up an error log line makes mitmdump exit non-zero (its ErrorCheck addon),
+                    # with the messages alone instead of an OptionsError traceback.
+                    logger.error(message)
+                    return
+                # Later, OptionsError rolls the option back: the last good plan keeps serving.
+                raise exceptions.OptionsError(message) from None
             self.plan = plan
             logger.info("datakit: loaded %s (%d nodes)", path, len(plan.user_nodes))
+
+    def running(self) -> None:
+        self._running = True
 
     def done(self) -> None:
         # done() must stay sync (script reloads call it from sync code); close the session as a task.
