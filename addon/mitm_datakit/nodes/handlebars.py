@@ -6,11 +6,11 @@ Handlebars does everywhere; use `{{{x}}}` for raw text.
 
 from __future__ import annotations
 
+import importlib
 import json
 import threading
 from collections.abc import Mapping
-
-import pybars
+from typing import Any
 
 from ..config.schema import Field
 from ..errors import NodeError
@@ -19,8 +19,17 @@ from ..values import is_json_content_type
 from .base import BuildError, NodeSpec, NodeType, SyncRun
 from .jq import to_jq_value, variable_name
 
-_compiler = pybars.Compiler()
 _compile_lock = threading.Lock()  # pybars' compiler keeps state while compiling
+_compiler: Any = None
+
+
+def _compile(template: str) -> Any:
+    """pybars builds its grammar on import (about 0.7 s): load it only for configs that use templates."""
+    global _compiler
+    with _compile_lock:
+        if _compiler is None:
+            _compiler = importlib.import_module("pybars").Compiler()
+        return _compiler.compile(template)
 
 
 def template_context(inputs: dict[str, Value]) -> Value:
@@ -47,8 +56,7 @@ class Handlebars(NodeType):
 
     def build(self, spec: NodeSpec) -> SyncRun:
         try:
-            with _compile_lock:
-                template = _compiler.compile(spec.settings["template"])
+            template = _compile(spec.settings["template"])
         except Exception as e:  # pybars raises its own PybarsError and plain exceptions alike
             raise BuildError("template", f"invalid template: {e}") from None
         parse_json = is_json_content_type(spec.settings["content_type"])
