@@ -25,6 +25,7 @@ from .implicit import (
 )
 from .nodes import REGISTRY, NodeType
 from .nodes.base import AsyncRun, BuildError, NodeSpec, SyncRun
+from .resources import PlanResources
 from .types import SELF, DkType
 
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,254}")
@@ -87,6 +88,7 @@ class Plan:
     initial_pending: list[int]  # providers still to complete, per node id
     user_nodes: list[PlanNode]
     ids: dict[str, int]
+    resources: PlanResources = field(default_factory=PlanResources)
 
     def node(self, name: str) -> PlanNode:
         return self.nodes[self.ids[name]]
@@ -128,6 +130,7 @@ class _PlanBuilder:
         self.field_errors: set[int] = set()  # nodes whose own fields are invalid: not compiled
         self.slots: dict[tuple[int, str], _Slot] = {}
         self.vault: dict[str, str] = {}
+        self.resources = PlanResources()
 
     # -- reporting ---------------------------------------------------------------------------
     def report(self, message: str, node: PlanNode | None = None, field_name: str | None = None) -> None:
@@ -563,6 +566,8 @@ class _PlanBuilder:
             type=node_type.type_name,
             settings=self.settings[node.id],
             connected_inputs=frozenset(e.dst_field for e in node.inputs),
+            config=self.config,
+            resources=self.resources,
         )
         try:
             node.run = node_type.build(spec)
@@ -592,6 +597,7 @@ class _PlanBuilder:
             initial_pending=[len(n.providers) for n in self.nodes],
             user_nodes=user,
             ids=dict(self.ids),
+            resources=self.resources,
         )
 
     def _fields_read(self, source: int, fields: Mapping[str, DkType]) -> frozenset[str]:

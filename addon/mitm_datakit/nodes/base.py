@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config.schema import Field
+from ..resources import PlanResources
 from ..types import DkType, Value
 
 if TYPE_CHECKING:
@@ -25,6 +26,9 @@ class NodeSpec:
     type: str
     settings: Mapping[str, Any]
     connected_inputs: frozenset[str] = field(default_factory=frozenset)  # "$self" or field names
+    # The whole plugin config, for nodes that use top-level settings (resources, ca_certificates).
+    config: Mapping[str, Any] = field(default_factory=dict)
+    resources: PlanResources = field(default_factory=PlanResources)  # shared by the plan's nodes
 
 
 class BuildError(Exception):
