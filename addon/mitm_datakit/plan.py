@@ -75,6 +75,7 @@ class PlanNode:
     dependents: list[int] = field(default_factory=list)
     after_proxying: bool = False
     object_output: bool = False  # its value is an object of named fields (call, static, request, ...)
+    controls: dict[str, tuple[int, ...]] = field(default_factory=dict)  # branch: list field -> node ids
 
 
 @dataclass
@@ -160,6 +161,7 @@ class _PlanBuilder:
             self._collect_connections(node, raw)
         for node, _ in user:
             self._check_wiring(node)
+            self._resolve_controls(node)
         self._wire_dependencies()
         self._check_cycles()
         for node, _ in user:
@@ -495,6 +497,29 @@ class _PlanBuilder:
             self.settings[node.id], connected, lambda f, m: self.report(m, node, f)
         )
 
+    def _resolve_controls(self, node: PlanNode) -> None:
+        """A branch's `then`/`else` name user nodes; each listed node waits for the branch."""
+        if node.id in self.field_errors:
+            return
+        node_type = self.types[node.id]
+        listed_in: dict[int, str] = {}
+        for field_name in node_type.control_fields:
+            ids: list[int] = []
+            for name in self.settings[node.id].get(field_name) or ():
+                target = self.ids.get(name)
+                if target is None or self.nodes[target].index is None:
+                    self.report(f'Unknown node "{name}" in branch list "{field_name}"', node, field_name)
+                elif target == node.id:
+                    self.report("a branch cannot list itself", node, field_name)
+                elif target in listed_in:
+                    self.report(
+                        f'node "{name}" is listed in both "{listed_in[target]}" and "{field_name}"', node, field_name
+                    )
+                else:
+                    listed_in[target] = field_name
+                    ids.append(target)
+            node.controls[field_name] = tuple(ids)
+
     # -- graph -------------------------------------------------------------------------------
     def _wire_dependencies(self) -> None:
         service_request = self.nodes[self.ids[SERVICE_REQUEST]]
@@ -504,6 +529,9 @@ class _PlanBuilder:
         for node in self.nodes:
             for edge in node.inputs:
                 node.providers.add(edge.src)
+            for listed in node.controls.values():
+                for target in listed:
+                    self.nodes[target].providers.add(node.id)
             node_type = self.types.get(node.id)
             if node_type is not None and node_type.runs_after_proxying(
                 self.settings[node.id], frozenset(e.dst_field for e in node.inputs)

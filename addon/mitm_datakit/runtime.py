@@ -20,6 +20,7 @@ from typing import Any
 from .context import RunContext
 from .errors import InputTypeError, NodeError
 from .implicit import REQUEST, RESPONSE, SERVICE_REQUEST, SERVICE_RESPONSE, VAULT
+from .nodes.branch import BranchDecision
 from .nodes.exit import ExitResponse
 from .plan import InputEdge, Plan, PlanNode
 from .redact import scrub
@@ -65,6 +66,7 @@ class Run:
         count = len(plan.nodes)
         self.values: list[Value] = [None] * count
         self.done = [False] * count
+        self.skipped = [False] * count
         self.status = [PENDING] * count
         self.pending = list(plan.initial_pending)
         self.ready: deque[int] = deque()
@@ -133,9 +135,28 @@ class Run:
         self.done[node.id] = True
         self.status[node.id] = COMPLETE
         for dependent in node.dependents:
-            self.pending[dependent] -= 1
-            if self.pending[dependent] == 0 and self._runnable(self.plan.nodes[dependent]):
-                self.ready.append(dependent)
+            self._release(dependent)
+
+    def _release(self, node_id: int) -> None:
+        """One provider of `node_id` completed or was skipped."""
+        self.pending[node_id] -= 1
+        if self.pending[node_id] or self.done[node_id] or self.skipped[node_id]:
+            return
+        node = self.plan.nodes[node_id]
+        if node.index is not None and any(self.skipped[p] for p in node.providers):
+            self._skip(node)  # a node that depends on a skipped node is skipped too (decisions.md)
+        elif self._runnable(node):
+            self.ready.append(node_id)
+
+    def _skip(self, node: PlanNode) -> None:
+        if self.done[node.id] or self.skipped[node.id]:
+            return
+        self.skipped[node.id] = True
+        self.status[node.id] = SKIPPED
+        if self.trace:
+            self.trace.event(node, "skip")
+        for dependent in node.dependents:
+            self._release(dependent)
 
     def _start_node(self, node: PlanNode) -> None:
         try:
@@ -184,6 +205,10 @@ class Run:
             self._fail(node, NodeError(f"internal error: {type(error).__name__}"))
 
     def _node_done(self, node: PlanNode, output: Value) -> None:
+        if isinstance(output, BranchDecision):
+            for listed in node.controls.get(output.skip_field, ()):
+                self._skip(self.plan.nodes[listed])
+            output = output.condition
         if isinstance(output, ExitResponse):
             self.exit = output
             if self.trace:
@@ -273,7 +298,7 @@ class Run:
     def plan_status(self) -> str:
         if self.failure:
             return PLAN_ERROR
-        if self.exit or all(self.done[n.id] for n in self.plan.user_nodes):
+        if self.exit or all(self.done[n.id] or self.skipped[n.id] for n in self.plan.user_nodes):
             return PLAN_COMPLETE
         return PLAN_RUNNING
 

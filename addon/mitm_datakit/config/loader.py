@@ -1,11 +1,16 @@
-"""Read a Datakit config from YAML or JSON text (JSON is YAML, so one parser reads both)."""
+"""Read a Datakit config from YAML or JSON text (JSON is YAML, so one parser reads both).
+
+YAML 1.2 (ruamel.yaml), as decK and Kong read it: `on`, `yes`, `NO` are strings, not booleans, so a
+node named `NO` or a header value `on` means what it says.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from ..errors import ConfigError, ConfigIssue
 
@@ -17,8 +22,8 @@ def load_config(text: str, *, source: str = "<config>") -> dict[str, Any]:
     (`name: datakit` + `config: {...}`), as the Admin API and decK files carry it.
     """
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as e:
+        document = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)

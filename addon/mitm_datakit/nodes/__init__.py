@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import NodeType
+from .branch import Branch
 from .call import Call
 from .exit import Exit
 from .handlebars import Handlebars
@@ -13,6 +14,7 @@ from .static import Static
 REGISTRY: dict[str, NodeType] = {
     node_type.type_name: node_type
     for node_type in (
+        Branch(),
         Call(),
         Exit(),
         Handlebars(),

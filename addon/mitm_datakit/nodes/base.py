@@ -61,6 +61,8 @@ class NodeType:
     # Whether field-level `outputs:` may be written on this node.
     allows_field_outputs: ClassVar[bool] = True
     is_async: ClassVar[bool] = False
+    # Fields that list node names this node controls (branch's then/else): each waits for this node.
+    control_fields: ClassVar[tuple[str, ...]] = ()
 
     def allows_field_inputs(self) -> bool:
         return self.input_fields is None or bool(self.input_fields)
