@@ -98,6 +98,8 @@ class HttpClient:
             raise CallFailed(f"failed to connect to {target}: {_reason(e)}") from None
         except aiohttp.InvalidURL:
             raise CallFailed("invalid URL") from None
+        except aiohttp.ClientPayloadError:
+            raise CallFailed(f"connection to {target} closed before the response was complete") from None
         except aiohttp.ClientError as e:
             raise CallFailed(f"request to {target} failed: {_reason(e)}") from None
 
