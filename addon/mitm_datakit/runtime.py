@@ -77,6 +77,7 @@ class Run:
         self.errors: dict[int, str] = {}
         self.writes: dict[str, MessageWrite] = {}
         self.secrets: list[str] = []
+        self.aborted = False
 
     # -- inputs from the adapter ---------------------------------------------------------------
     def start(self, request_value: Mapping[str, Value]) -> None:
@@ -108,8 +109,8 @@ class Run:
         such as a cache write listed before the exit, happen); after a failure they are cancelled.
         """
         try:
-            while self.failure is None:
-                while self.ready and not self.finished:
+            while self.failure is None and not self.aborted:
+                while self.ready and not self.finished and not self.aborted:
                     self._start_node(self.plan.nodes[self.ready.popleft()])
                 if self.failure is not None or not self.tasks:
                     break
@@ -190,8 +191,19 @@ class Run:
             return
         self._node_done(node, output)
 
+    def abort(self) -> None:
+        """The client went away: cancel the calls in flight; nothing starts any more."""
+        self.aborted = True
+        for task in self.tasks:
+            task.cancel()
+
     def _finish_task(self, task: asyncio.Task[Value]) -> None:
         node = self.plan.nodes[self.tasks.pop(task)]
+        if task.cancelled():
+            self.status[node.id] = CANCELED
+            if self.trace:
+                self.trace.event(node, "cancel")
+            return
         if self.trace:
             began = self.started.get(node.id, 0.0)
             self.trace.event(node, "resume", duration=self.trace.elapsed() - began)
