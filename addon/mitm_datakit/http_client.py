@@ -8,9 +8,11 @@ aiohttp, not httpx: measured inside mitmdump, an aiohttp call costs about 230 µ
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import ssl
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -30,6 +32,8 @@ class OutboundRequest:
     body: bytes | None
     timeout: float | None  # seconds
     ssl_verify: bool = True
+    # A verifying context with the plugin's `ca_certificates` (built once per plan); None: system CAs.
+    trust: ssl.SSLContext | None = None
     server_name: str | None = None
     proxy: str | None = None
     proxy_auth: tuple[str, str] | None = None
@@ -65,24 +69,27 @@ class HttpClient:
 
     async def send(self, request: OutboundRequest) -> InboundResponse:
         session = self._get_session()
-        ssl_arg: ssl.SSLContext | bool = True if request.ssl_verify else False
-        proxy_auth = aiohttp.BasicAuth(*request.proxy_auth) if request.proxy_auth else None
+        # True and False select aiohttp's own cached default and non-verifying contexts.
+        ssl_arg: ssl.SSLContext | bool = (request.trust or True) if request.ssl_verify else False
+        headers, proxy_headers = _with_proxy_auth(request)
         timeout = aiohttp.ClientTimeout(total=request.timeout)
         target = _host_port(request.url)
         try:
             async with session.request(
                 request.method,
                 request.url,
-                headers=request.headers,
+                headers=headers,
                 data=request.body,
                 ssl=ssl_arg,
                 server_hostname=request.server_name,
                 proxy=request.proxy,
-                proxy_auth=proxy_auth,
+                proxy_headers=proxy_headers,
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
-                declared = response.content_length
+                # A HEAD answer (and a 204/304) declares a length but carries no body: nothing to refuse.
+                bodiless = request.method == "HEAD" or response.status in (204, 304)
+                declared = None if bodiless else response.content_length
                 if declared is not None and declared > self.max_body:
                     raise CallFailed(f"response body of {declared} bytes exceeds the limit of {self.max_body}")
                 body = await _read_limited(response.content, self.max_body)
@@ -94,6 +101,12 @@ class HttpClient:
             raise CallFailed(f"timeout calling {target}") from None
         except aiohttp.ClientSSLError as e:
             raise CallFailed(f"TLS error calling {target}: {_reason(e)}") from None
+        except aiohttp.ClientProxyConnectionError as e:
+            proxy = _host_port(request.proxy or "")  # host and port only: a proxy URL may carry credentials
+            raise CallFailed(f"failed to connect to the proxy {proxy}: {_reason(e)}") from None
+        except aiohttp.ClientHttpProxyError as e:
+            # The proxy refused the CONNECT tunnel for an https target (407 without valid credentials).
+            raise CallFailed(f"the proxy refused to connect to {target}: {e.status} {e.message}") from None
         except aiohttp.ClientConnectorError as e:
             raise CallFailed(f"failed to connect to {target}: {_reason(e)}") from None
         except aiohttp.InvalidURL:
@@ -102,6 +115,10 @@ class HttpClient:
             raise CallFailed(f"connection to {target} closed before the response was complete") from None
         except aiohttp.ClientError as e:
             raise CallFailed(f"request to {target} failed: {_reason(e)}") from None
+        except ValueError as e:
+            # aiohttp refuses to serialise a header value with CR, LF or NUL (header injection) with a
+            # plain ValueError; header values come from node inputs, so this is the node's failure.
+            raise CallFailed(f"invalid request to {target}: {e}") from None
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -120,6 +137,22 @@ async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
         if size > limit:
             raise CallFailed(f"response body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
+
+
+def _with_proxy_auth(request: OutboundRequest) -> tuple[list[tuple[str, str]], dict[str, str] | None]:
+    """The request's headers and the CONNECT's headers, with the proxy's Basic credentials.
+
+    An https target is reached through a CONNECT tunnel, which carries the credentials; an http target's
+    request itself goes to the proxy, so it carries them. (aiohttp 3.14 deprecates `proxy_auth`, and its
+    `proxy_headers` only reach a CONNECT.)
+    """
+    if request.proxy_auth is None:
+        return request.headers, None
+    user, password = request.proxy_auth
+    credentials = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    if urlsplit(request.url).scheme == "https":
+        return request.headers, {"Proxy-Authorization": credentials}
+    return [*request.headers, ("Proxy-Authorization", credentials)], None
 
 
 def _host_port(url: str) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .cache.settings import CACHE_FIELDS, check_cache_resource
 from .config.schema import Field, check_fields
 from .errors import ConfigError, ConfigIssue
 from .implicit import (
@@ -28,6 +29,10 @@ from .nodes.base import AsyncRun, BuildError, NodeSpec, SyncRun
 from .resources import PlanResources
 from .types import SELF, DkType
 
+if TYPE_CHECKING:
+    from .context import RunContext
+    from .runtime import Run
+
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,254}")
 VAULT_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 VAULT_REFERENCE = re.compile(r"\{vault://[^/{}]+/[^{}]+\}")
@@ -42,11 +47,9 @@ TOP_LEVEL_FIELDS: dict[str, Field] = {
     # Kong 3.16: CA Certificate entity ids; here they are PEM file paths (docs/decisions.md).
     "ca_certificates": Field("string_list"),
 }
-CACHE_RESOURCE_FIELDS: dict[str, Field] = {
-    "strategy": Field("string", choices=("memory", "redis")),
-    "memory": Field("object"),
-    "redis": Field("object"),
-}
+# `resources.cache` (spec §2.3): `cache.settings` checks it field by field, `memory` and `redis`
+# included; the cache stores read the same tables, so checks and defaults cannot drift apart.
+CACHE_RESOURCE_FIELDS: dict[str, Field] = CACHE_FIELDS
 
 
 @dataclass(frozen=True)
@@ -90,13 +93,29 @@ class Plan:
     user_nodes: list[PlanNode]
     ids: dict[str, int]
     resources: PlanResources = field(default_factory=PlanResources)
+    dialect = "3.11"
 
     def node(self, name: str) -> PlanNode:
         return self.nodes[self.ids[name]]
 
+    def wants_trace(self, header_value: str | None) -> bool:
+        """`debug: true` and an `X-DataKit-Debug-Trace` value Kong 3.11+ accepts (spec §7.2)."""
+        from .trace import trace_requested
+
+        return self.debug and trace_requested(header_value)
+
+    def new_run(self, ctx: RunContext, *, tracing: bool) -> Run:
+        from .runtime import Run
+        from .trace import Trace
+
+        return Run(self, ctx, trace=Trace() if tracing else None)
+
 
 def build_plan(config: Mapping[str, Any]) -> Plan:
     """Turn a config (the plugin's `config` object) into a Plan, or raise ConfigError with every issue."""
+    if not isinstance(config, Mapping):
+        # A declarative file's `config:` can hold anything; report it instead of failing on `.get`.
+        raise ConfigError([ConfigIssue("expected a map at the top level")])
     return _PlanBuilder(config).build()
 
 
@@ -132,12 +151,13 @@ class _PlanBuilder:
         self.slots: dict[tuple[int, str], _Slot] = {}
         self.vault: dict[str, str] = {}
         self.resources = PlanResources()
+        self.unnamed: set[int] = set()  # 1-based positions of nodes without a string name
 
     # -- reporting ---------------------------------------------------------------------------
     def report(self, message: str, node: PlanNode | None = None, field_name: str | None = None) -> None:
-        self.issues.append(
-            ConfigIssue(message, node.index if node else None, node.name if node else None, field_name)
-        )
+        # A node without a string name is labelled `#<position>` internally; its issues name no node.
+        name = node.name if node and node.index not in self.unnamed else None
+        self.issues.append(ConfigIssue(message, node.index if node else None, name, field_name))
 
     # -- top level ---------------------------------------------------------------------------
     def build(self) -> Plan:
@@ -181,13 +201,7 @@ class _PlanBuilder:
             if key == "vault":
                 self._check_vault(value)
             elif key == "cache":
-                if not isinstance(value, dict):
-                    self.report("expected a map", field_name=where)
-                    continue
-                check_fields(value, CACHE_RESOURCE_FIELDS, lambda f, m: self.report(m, field_name=f"{where}.{f}"))
-                for sub in value:
-                    if sub not in CACHE_RESOURCE_FIELDS:
-                        self.report("unknown field", field_name=f"{where}.{sub}")
+                check_cache_resource(value, lambda f, m: self.report(m, field_name=f))
             else:
                 self.report("unknown field", field_name=where)
 
@@ -219,6 +233,8 @@ class _PlanBuilder:
                 continue
             name, type_name = raw.get("name"), raw.get("type")
             label = name if isinstance(name, str) else None
+            if not label:
+                self.unnamed.add(position)
             node = PlanNode(id=-1, name=label or f"#{position}", type_name=str(type_name), index=position)
             if name is None:
                 self.report("required field missing", node, "name")
@@ -243,6 +259,7 @@ class _PlanBuilder:
             if label and label not in self.ids and label not in RESERVED_NAMES:
                 self.ids[label] = node.id
             if node_type is None:
+                self.field_errors.add(node.id)  # already reported; its connections cannot be typed
                 continue
             self.types[node.id] = node_type
             self.settings[node.id] = self._check_node_fields(node, node_type, raw)
@@ -257,7 +274,7 @@ class _PlanBuilder:
 
         for key in raw:
             if key not in COMMON_KEYS and key not in node_type.fields:
-                report(str(key), f"unknown field for a {node_type.type_name} node")
+                report(str(key), f"unknown field for {_a(node_type.type_name)} node")
         settings = check_fields(raw, node_type.fields, report)
         if len(self.issues) == before:
             node_type.check(settings, report)
@@ -283,7 +300,7 @@ class _PlanBuilder:
             if value is None:
                 continue
             if not rules[key]:
-                self.report(f'a {node_type.type_name} node does not accept "{key}"', node, key)
+                self.report(f'{_a(node_type.type_name)} node does not accept "{key}"', node, key)
                 continue
             if key in ("input", "output"):
                 if not isinstance(value, str) or not value.strip():
@@ -300,6 +317,10 @@ class _PlanBuilder:
                 where = f"{key}.{field_name}"
                 if ref is None:
                     continue  # Kong ignores null connections (3.14.0.8)
+                if key == "inputs" and node_type.input_fields is None and not 1 <= len(str(field_name)) <= 255:
+                    # Free input names (jq) become keys of the input object: Kong's schema wants 1..255 chars.
+                    self.report("input names must have 1 to 255 characters", node, where)
+                    continue
                 if not isinstance(ref, str) or not ref.strip():
                     self.report("expected a reference such as NODE or NODE.field", node, where)
                     continue
@@ -433,7 +454,7 @@ class _PlanBuilder:
             return None
         node_type = self.types.get(node.id)
         if node_type is not None and node_type.self_output is None:
-            self.report(f"invalid connection {display}: a {node.type_name} node has no outputs", declared_on, where)
+            self.report(f"invalid connection {display}: {_a(node.type_name)} node has no outputs", declared_on, where)
             return None
         if ref.field is None:
             if node_type is None:
@@ -462,7 +483,7 @@ class _PlanBuilder:
             return {ref.field: inputs[ref.field]}
         if ref.field is None:
             if node_type.self_input is None:
-                self.report(f"invalid connection {display}: a {node.type_name} node takes no input", declared_on, where)
+                self.report(f"invalid connection {display}: {_a(node.type_name)} node takes no input", declared_on, where)
                 return None
             return {SELF: node_type.self_input}
         if node_type.input_fields is None:
@@ -533,7 +554,9 @@ class _PlanBuilder:
                 for target in listed:
                     self.nodes[target].providers.add(node.id)
             node_type = self.types.get(node.id)
-            if node_type is not None and node_type.runs_after_proxying(
+            # A node whose own fields are invalid has untrustworthy settings (a `property` node
+            # without `property`, say): its problems are reported already, so ask it nothing more.
+            if node_type is not None and node.id not in self.field_errors and node_type.runs_after_proxying(
                 self.settings[node.id], frozenset(e.dst_field for e in node.inputs)
             ):
                 node.providers.add(service_response.id)
@@ -637,6 +660,11 @@ class _PlanBuilder:
                         return frozenset(fields)
                     read.add(edge.src_field)
         return frozenset(read)
+
+
+def _a(type_name: str) -> str:
+    """`a call`, `an exit`: messages name node types in a sentence."""
+    return f"an {type_name}" if type_name.startswith(tuple("aeiou")) else f"a {type_name}"
 
 
 def _compatible(src: DkType, dst: DkType, src_is_static_object: bool) -> bool:

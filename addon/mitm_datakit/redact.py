@@ -48,7 +48,10 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
         if not secret:
             continue
         text = text.replace(secret, REDACTED)
-        escaped = json.dumps(secret, ensure_ascii=True)[1:-1]
-        if escaped != secret:
-            text = text.replace(escaped, REDACTED)
+        # Both JSON spellings: traces are dumped with ensure_ascii=False, error bodies with True; a secret
+        # with a quote or backslash *and* non-ASCII characters only matches the first in a trace.
+        for ascii_only in (True, False):
+            escaped = json.dumps(secret, ensure_ascii=ascii_only)[1:-1]
+            if escaped != secret:
+                text = text.replace(escaped, REDACTED)
     return text

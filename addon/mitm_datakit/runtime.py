@@ -47,6 +47,15 @@ def new_request_id() -> str:
     return random_ids.token_hex(16)
 
 
+class _EdgeError(NodeError):
+    """An input value that could not be delivered, with the node that provided it (a sink has no
+    index of its own, so the provider is the node to name)."""
+
+    def __init__(self, message: str, src: int) -> None:
+        super().__init__(message)
+        self.src = src
+
+
 @dataclass(frozen=True)
 class Failure:
     node: PlanNode
@@ -272,12 +281,14 @@ class Run:
         for edge in node.inputs:
             if not self.done[edge.src]:
                 continue
-            value = self._edge_value(edge)
             try:
+                value = self._edge_value(edge)
                 inputs[edge.dst_field] = coerce(value, edge.dst_type)
             except TypeError as e:
                 target = node.name if edge.dst_field == "$self" else f"{node.name}.{edge.dst_field}"
-                raise InputTypeError(f"invalid value for {target}: {e}") from None
+                raise _EdgeError(f"invalid value for {target}: {e}", edge.src) from None
+            except NodeError as e:
+                raise _EdgeError(e.message, edge.src) from None
         return inputs
 
     def _edge_value(self, edge: InputEdge) -> Value:
@@ -299,6 +310,11 @@ class Run:
         """Errors at a sink belong to the node that provided the bad value (sinks have no index)."""
         if node.index is not None:
             return node
+        if isinstance(error, _EdgeError):
+            # The provider whose value was bad, not just any provider; an implicit one (vault) has no
+            # index to report, so the sink itself is named.
+            provider = self.plan.nodes[error.src]
+            return provider if provider.index is not None else node
         for edge in node.inputs:
             provider = self.plan.nodes[edge.src]
             if provider.index is not None and self.done[edge.src]:

@@ -14,6 +14,14 @@ from .types import DkType, Value
 
 JSON_CONTENT_TYPE = "application/json"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+XML_CONTENT_TYPE = "application/xml"
+
+
+class XmlText(str):
+    """A string that is an XML document (`json_to_xml`'s output). It is a plain string to every
+    node; a body sink seeing it sets `Content-Type: application/xml` (Kong 3.13.0.10+)."""
+
+    __slots__ = ()
 
 
 def media_type(content_type: str | None) -> str:
@@ -96,14 +104,17 @@ def scalar_text(value: Value) -> str:
 def encode_body(value: Value, content_type: str | None) -> tuple[bytes, str | None]:
     """Encode a body for a sink. Returns the bytes and the Content-Type to set when none is given.
 
-    Strings are sent verbatim; objects, arrays, numbers and booleans become JSON with
-    `application/json` (spec §4.3, §11 Q3); an object with a form content type is form-encoded.
+    Strings are sent verbatim (XML text with `application/xml`); objects, arrays, numbers and booleans
+    become JSON with `application/json` (spec §4.3, §11 Q3); an object with a form content type is
+    form-encoded.
     `null` is an empty body.
     """
     if value is None:
         return b"", None
     if isinstance(value, bytes):
         return value, None
+    if isinstance(value, XmlText):
+        return value.encode("utf-8"), XML_CONTENT_TYPE
     if isinstance(value, str):
         return value.encode("utf-8"), None
     if isinstance(value, dict) and is_form_content_type(content_type):
@@ -250,19 +261,22 @@ class MessageWrite:
     the sink's body input is not connected, so the message keeps its own body.
     """
 
-    __slots__ = ("header_ops", "body", "content_type", "query")
+    __slots__ = ("header_ops", "body", "content_type", "query", "replace_headers")
 
     def __init__(
         self,
         header_ops: HeaderOps,
         body: bytes | None,
         content_type: str | None,
-        query: dict[str, Value] | None = None,
+        query: dict[str, Value] | str | None = None,
+        *,
+        replace_headers: bool = False,
     ) -> None:
         self.header_ops = header_ops
         self.body = body
         self.content_type = content_type  # to set when the header ops do not set one
-        self.query = query  # service_request only: replaces the query string
+        self.query = query  # service_request only: replaces the query string (a map, or text as is)
+        self.replace_headers = replace_headers  # 3.9/3.10 sinks: the header ops are the whole new set
 
     @classmethod
     def from_inputs(cls, inputs: dict[str, Value], *, has_body: bool) -> MessageWrite:

@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
+from mitm_datakit.config import load_config
 from mitm_datakit.context import RunContext
 from mitm_datakit.http_client import HttpClient
 from mitm_datakit.plan import Plan, build_plan
@@ -31,7 +30,7 @@ class DictGateway:
 
 def plan_of(config: Mapping[str, Any] | str) -> Plan:
     if isinstance(config, str):
-        config = yaml.safe_load(config)
+        config = load_config(config)  # YAML 1.2, as the addon reads files
     return build_plan(config)
 
 

@@ -32,7 +32,11 @@ def load_config(text: str, *, source: str = "<config>") -> dict[str, Any]:
         raise ConfigError([ConfigIssue(f"{source}: the file is empty")])
     if not isinstance(document, dict):
         raise ConfigError([ConfigIssue(f"{source}: expected a map at the top level")])
-    if document.get("name") == "datakit" and isinstance(document.get("config"), dict):
+    if document.get("name") == "datakit":
+        # A plugin entity: without this check a non-map `config` would surface as confusing
+        # "unknown field: name/config" issues of a bare config.
+        if not isinstance(document.get("config"), dict):
+            raise ConfigError([ConfigIssue(f"{source}: the datakit plugin's `config` must be a map")])
         return document["config"]
     return document
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from ..config.schema import Field
 from ..errors import NodeError
 from ..http_client import CallFailed, OutboundRequest
+from ..tls import TrustStore, trust_store
 from ..types import DkType, Value
 from ..values import (
     MessageWrite,
@@ -21,9 +22,8 @@ from ..values import (
     decode_body,
     encode_query,
     headers_to_map,
-    parse_query,
 )
-from .base import AsyncRun, NodeSpec, NodeType
+from .base import AsyncRun, BuildError, NodeSpec, NodeType
 
 if TYPE_CHECKING:
     from ..context import RunContext
@@ -33,7 +33,10 @@ DEFAULT_TIMEOUT_MS = 60000
 
 
 def url_problem(url: str) -> str | None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # `http://[::1/x`: a URL from an input must fail the node, not raise
+        return f"invalid URL: {url!r}"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"invalid URL: {url!r} (expected an absolute http or https URL)"
     try:
@@ -46,9 +49,25 @@ def url_problem(url: str) -> str | None:
 def merge_query(url: str, query: dict[str, Value]) -> str:
     """The `query` input joins the URL's own query; a key in both takes the input's value (decisions.md)."""
     parts = urlsplit(url)
-    merged = parse_query(parts.query)
-    merged.update(query)
-    return urlunsplit(parts._replace(query=encode_query(merged)))
+    # The URL's own pairs the input does not name stay as written: decoding and re-encoding them
+    # would turn a bare `?flag` into `flag=true` and re-spell escapes the target may rely on.
+    kept = [pair for pair in parts.query.split("&") if pair and _query_key(pair) not in query]
+    added = encode_query(query)
+    return urlunsplit(parts._replace(query="&".join([*kept, added] if added else kept)))
+
+
+def _query_key(pair: str) -> str:
+    return unquote_plus(pair.split("=", 1)[0])
+
+
+def _is_proxy_url(url: str) -> bool:
+    """A forward proxy is reached over plain HTTP (https targets through a CONNECT tunnel) or TLS."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a port that is not a number in range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 class Call(NodeType):
@@ -102,6 +121,10 @@ class Call(NodeType):
         timeout = (DEFAULT_TIMEOUT_MS if timeout_ms is None else timeout_ms) / 1000 or None
         ssl_verify: bool = spec.settings["ssl_verify"]
         server_name: str | None = spec.settings["ssl_server_name"]
+        # `ca_certificates` matter only when verifying (Kong: "no effect when ssl_verify is false").
+        trust = trust_store(spec.config, spec.resources) if ssl_verify else TrustStore()
+        if trust.error:
+            raise BuildError("ca_certificates", trust.error)
 
         async def run(inputs: dict[str, Value], ctx: RunContext) -> Value:
             url = inputs.get("url") or static_url
@@ -117,7 +140,10 @@ class Call(NodeType):
             headers = [(name, v) for name, vals in write.header_ops if vals is not None for v in vals]
             if write.content_type:
                 headers.append(("Content-Type", write.content_type))
-            proxy = inputs.get("https_proxy" if url.startswith("https:") else "http_proxy")
+            proxy = inputs.get("https_proxy" if urlsplit(url).scheme == "https" else "http_proxy") or None
+            if proxy is not None and not _is_proxy_url(proxy):
+                # Not quoted: a proxy URL may carry credentials.
+                raise NodeError("call: invalid proxy URL (expected http://host:port)")
             user, password = inputs.get("proxy_auth_username"), inputs.get("proxy_auth_password")
             request = OutboundRequest(
                 method=method,
@@ -126,8 +152,9 @@ class Call(NodeType):
                 body=write.body,
                 timeout=timeout,
                 ssl_verify=ssl_verify,
+                trust=trust.context,
                 server_name=server_name,
-                proxy=proxy or None,
+                proxy=proxy,
                 proxy_auth=(user, password or "") if proxy and user else None,
             )
             try:

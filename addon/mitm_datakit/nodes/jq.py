@@ -22,7 +22,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def variable_name(input_name: str) -> str | None:
     """The `$variable` an input is bound to: `.` becomes `_`, a leading `$` is dropped (Kong 3.9/3.10)."""
     name = input_name.replace(".", "_").lstrip("$")
-    return name if _IDENTIFIER.fullmatch(name) else None
+    # `$__loc__` is jq syntax, not a variable: binding it would make a valid program fail to compile.
+    return name if _IDENTIFIER.fullmatch(name) and name != "__loc__" else None
 
 
 def bind_variables(program: str, input_names: list[str]) -> str:
@@ -73,6 +74,8 @@ class Jq(NodeType):
         def run(inputs: dict[str, Value], ctx: object) -> Value:
             if takes_self:
                 data = to_jq_value(inputs.get(SELF))
+            elif not names:
+                data = None  # no input at all: `.` is null (spec §5.2), not an empty object
             else:
                 data = {name: to_jq_value(inputs.get(name)) for name in names}
             try:
