@@ -1,8 +1,12 @@
-"""The Datakit addon: loads the config into a Plan and runs it for every flow.
+"""The Datakit addon: loads the config file into a Deployment and runs it for every flow.
 
-Access phase in the `request` hook, response phase in the `response` hook (ARCHITECTURE §2).
-All changes to a flow are made on copies and swapped in at the end, so a failure never leaves a
-flow half-changed.
+A flow is routed as Kong routes it (when the file declares services or routes), then the datakit
+plugin that applies to it runs: the access phase in the `request` hook, the response phase in the
+`response` hook (ARCHITECTURE §2). All changes to a flow's request are made on a copy that is
+swapped in at the end, so a failure never leaves a flow half-changed.
+
+The file is watched and reloaded when it changes; `datakit.reload` and `:set datakit_config=...` do
+the same. A flow runs on the deployment that was current when it started (`active.py`).
 """
 
 from __future__ import annotations
@@ -11,28 +15,34 @@ import asyncio
 import logging
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import command, ctx, exceptions, http
 
 from ..context import RunContext
 from ..errors import ConfigError
 from ..http_client import DEFAULT_MAX_BODY, HttpClient
-from ..config import load_config_file
-from ..plan import Plan, build_plan
+from ..kong.deployment import Deployment, Selection, load_deployment, read_deployment
 from ..runtime import Run, new_request_id
 from ..trace import TRACE_HEADER, Trace, trace_requested
 from ..values import MessageWrite
-from .flowmap import apply_query, apply_write, make_response, replace_body, request_value, service_response_value
+from .active import ActiveConfig, Release
+from .admin import AdminServer
+from .flowmap import (
+    apply_query,
+    apply_write,
+    make_response,
+    replace_body,
+    request_value,
+    service_response_value,
+)
 from .gateway import FlowGateway
+from .routing import ClientView, GatewayOptions, kong_answer, request_facts, send_to, wrong_protocol_answer
+from .watcher import FileWatcher
 
 logger = logging.getLogger("mitm_datakit")
 
 JSON = "application/json"
-
-
-def load_plan(path: str) -> Plan:
-    """Read and plan a config file; ConfigError lists every problem."""
-    return build_plan(load_config_file(path))
 
 
 @dataclass
@@ -41,16 +51,20 @@ class FlowState:
 
     run: Run
     gateway: FlowGateway
+    release: Release  # ends the flow's lease on its deployment
     own_response: bool = False  # the response is our exit or error answer, not the upstream's
 
 
 class Datakit:
     def __init__(self) -> None:
-        self.plan: Plan | None = None
+        self.active = ActiveConfig()
         self.http = HttpClient()
         self._states: weakref.WeakKeyDictionary[http.HTTPFlow, FlowState] = weakref.WeakKeyDictionary()
         self._closing: set[asyncio.Task[None]] = set()
         self._running = False
+        self._watcher = FileWatcher(self._file_changed)
+        self._gateway_options = GatewayOptions()
+        self._admin = AdminServer(current=lambda: self.active.current, apply=self.apply_text)
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -58,8 +72,10 @@ class Datakit:
             str,
             "",
             """
-            Path to a Kong Datakit config (YAML or JSON): the plugin's `config` object with `nodes`,
-            or a whole plugin entity (`name: datakit` with `config`). Every request runs its graph.
+            Path to a Kong Datakit config (YAML or JSON): the plugin's `config` object with `nodes`, a
+            whole plugin entity (`name: datakit` with `config`), or a Kong declarative file
+            (`_format_version: "3.0"`) whose services, routes and datakit plugins route and run every
+            request. The file is reloaded whenever it changes.
             """,
         )
         loader.add_option(
@@ -68,6 +84,22 @@ class Datakit:
             DEFAULT_MAX_BODY,
             "Largest response body, in bytes, that a call node reads; a larger one fails the node.",
         )
+        loader.add_option(
+            "datakit_admin_listen",
+            str,
+            "",
+            """
+            Serve a subset of Kong's Admin API (GET/POST /plugins, GET/PATCH/PUT/DELETE /plugins/{id},
+            POST /config) on HOST:PORT, or on PORT of 127.0.0.1. Changes are written back to the
+            datakit_config file. Empty (the default): off.
+            """,
+        )
+        loader.add_option(
+            "datakit_admin_token",
+            str,
+            "",
+            "When set, the Admin API answers 401 unless a request carries this value in `Kong-Admin-Token`.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "datakit_max_body" in updated:
@@ -75,29 +107,49 @@ class Datakit:
                 raise exceptions.OptionsError("datakit_max_body must be a positive number of bytes")
             self.http.max_body = ctx.options.datakit_max_body
         if "datakit_config" in updated:
-            path = ctx.options.datakit_config
-            if not path:
-                self.plan = None
-                return
+            self._configure_file(ctx.options.datakit_config)
+        if updated & {"datakit_admin_listen", "datakit_admin_token", "datakit_config"}:
             try:
-                plan = load_plan(path)
-            except ConfigError as e:
-                message = f"invalid Datakit config {path}:\n{e}"
-                if not self._running:
-                    # At start-up an error log line makes mitmdump exit non-zero (its ErrorCheck addon),
-                    # with the messages alone instead of an OptionsError traceback.
-                    logger.error(message)
-                    return
-                # Later, OptionsError rolls the option back: the last good plan keeps serving.
-                raise exceptions.OptionsError(message) from None
-            self.plan = plan
-            logger.info("datakit: loaded %s (%d nodes)", path, len(plan.user_nodes))
+                moved = self._admin.configure(
+                    ctx.options.datakit_admin_listen,
+                    ctx.options.datakit_admin_token,
+                    ctx.options.datakit_config,
+                )
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from None
+            if moved and self._running:
+                self._admin.restart()
+
+    def _configure_file(self, path: str) -> None:
+        if not path:
+            self._install(None)
+            self._watcher.watch("")
+            return
+        try:
+            deployment = read_deployment(path)
+        except ConfigError as e:
+            message = f"invalid Datakit config {path}:\n{e}"
+            if not self._running:
+                # At start-up an error log line makes mitmdump exit non-zero (its ErrorCheck addon),
+                # with the messages alone instead of an OptionsError traceback.
+                logger.error(message)
+                return
+            # Later, OptionsError rolls the option back: the last good config keeps serving.
+            logger.warning("datakit: %s; still serving the previous config", message)
+            raise exceptions.OptionsError(message) from None
+        self._install(deployment)
+        self._watcher.watch(path)
 
     def running(self) -> None:
         self._running = True
+        self._watcher.start()
+        self._admin.start()  # binds now, so a port in use is a start-up error
 
     def done(self) -> None:
-        # done() must stay sync (script reloads call it from sync code); close the session as a task.
+        # done() must stay sync (script reloads call it from sync code); what needs awaiting runs as tasks.
+        self._watcher.stop()
+        self._admin.stop()
+        self.active.close_all()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -106,38 +158,140 @@ class Datakit:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    # -- loading and reloading -----------------------------------------------------------------
+    def _install(self, deployment: Deployment | None) -> None:
+        self.active.swap(deployment)
+        self._gateway_options.apply(bool(deployment and deployment.kong.routes_traffic))
+        if deployment is None:
+            return
+        logger.info("datakit: loaded %s (%s)", deployment.source, deployment.describe())
+        if deployment.ignored:
+            logger.warning("datakit: ignored (they have no effect here): %s", "; ".join(deployment.ignored))
+
+    def _reload(self, *, reason: str, force: bool) -> None:
+        """Load the file again; an invalid version is a warning and the current one keeps serving."""
+        path = ctx.options.datakit_config
+        if not path:
+            return
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            current = self.active.current
+            if not force and current is not None and current.text == text:
+                return  # our own write (Admin API), or a touch without a change
+            deployment = load_deployment(text, source=path)
+        except (OSError, UnicodeDecodeError, ConfigError) as e:
+            detail = f" cannot read it: {e}" if isinstance(e, (OSError, UnicodeDecodeError)) else f"\n{e}"
+            logger.warning(
+                "datakit: %s: %s was not loaded, the previous config keeps serving:%s", reason, path, detail
+            )
+            return
+        self._install(deployment)
+
+    def _file_changed(self) -> None:
+        self._reload(reason="file changed", force=False)
+
+    @command.command("datakit.reload")
+    def reload(self) -> None:
+        """Load the datakit_config file again now (it is also reloaded whenever it changes)."""
+        self._reload(reason="datakit.reload", force=True)
+
+    def apply_text(self, text: str) -> Deployment:
+        """The Admin API's change: check the whole new file, write it atomically, then serve it.
+        ConfigError (nothing written, nothing changed) if the new version is invalid."""
+        path = ctx.options.datakit_config
+        deployment = load_deployment(text, source=path)
+        _write_atomically(Path(path), text)
+        self._install(deployment)
+        return deployment
+
     # -- access phase --------------------------------------------------------------------------
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
-        plan = self.plan
-        if plan is None:
+        leased = self.active.lease(flow)
+        if leased is None:
             return
-        gateway = FlowGateway(flow)
-        tracing = plan.debug and trace_requested(flow.request.headers.get(TRACE_HEADER))
-        run = Run(plan, RunContext(new_request_id(), gateway, self.http), trace=Trace() if tracing else None)
+        deployment, release = leased
         original = flow.request
-        # Property SETs (target, scheme) and writes go to a copy that replaces the request at the end.
-        flow.request = original.copy()
+        kept = False
         try:
-            run.start(request_value(flow, plan.request_fields))
-            await run.advance()
-            state = FlowState(run, gateway)
-            if run.failure is not None:
-                flow.request = original
-                self._answer_failure(flow, state)
-            elif run.exit is not None:
-                flow.request = original
-                gateway.exited = True
-                self._answer_exit(flow, state)
-            else:
-                self._write_service_request(flow, run)
-            if plan.needs_response_phase or tracing or gateway.response_status is not None:
-                self._states[flow] = state
+            kept = await self._access(flow, deployment, release)
         except Exception:
             flow.request = original
             logger.exception("datakit: internal error while running the access phase")
             self._answer_internal_error(flow)
+        finally:
+            if not kept:
+                release()
+
+    async def _access(self, flow: http.HTTPFlow, deployment: Deployment, release: Release) -> bool:
+        """Route the flow and run its plan; True when the response phase still needs the flow's state."""
+        client = ClientView.of(flow)
+        request_id = new_request_id()
+        facts = request_facts(flow, client, deployment) if deployment.router is not None else None
+        selection = deployment.select(facts)
+        if facts is not None and not self._routable(flow, selection, client, request_id):
+            return False
+        plan = selection.plan
+        if plan is None and selection.service is None:
+            self._check_service(flow, selection, request_id)
+            return False
+        original = flow.request
+        value = request_value(flow, plan.request_fields) if plan is not None else {}  # as the client sent it
+        # Routing, property SETs (target, scheme) and writes go to a copy, swapped in at the end.
+        flow.request = original.copy()
+        if selection.service is not None:
+            assert facts is not None
+            destination = deployment.destination(selection, facts)
+            if destination is None:
+                flow.request = original
+                flow.response = kong_answer(503, "failure to get a peer from the ring-balancer", request_id)
+                return False
+            send_to(flow.request, destination)
+        if plan is None:
+            return False
+        gateway = FlowGateway(flow, client, deployment, selection)
+        tracing = plan.debug and trace_requested(original.headers.get(TRACE_HEADER))
+        run = Run(plan, RunContext(request_id, gateway, self.http), trace=Trace() if tracing else None)
+        run.start(value)
+        await run.advance()
+        state = FlowState(run, gateway, release)
+        if run.failure is not None:
+            flow.request = original
+            self._answer_failure(flow, state)
+        elif run.exit is not None:
+            flow.request = original
+            gateway.exited = True
+            self._answer_exit(flow, state)
+        elif self._check_service(flow, selection, request_id):
+            flow.request = original
+            state.own_response = True
+        else:
+            self._write_service_request(flow, run)
+        if plan.needs_response_phase or tracing or gateway.response_status is not None:
+            self._states[flow] = state
+            return True
+        return False
+
+    def _routable(
+        self, flow: http.HTTPFlow, selection: Selection, client: ClientView, request_id: str
+    ) -> bool:
+        """Kong's answers when the file routes and this flow has nowhere to go: 404, or 426 for a route
+        that wants https."""
+        if selection.match is None:
+            flow.response = kong_answer(404, "no Route matched with those values", request_id)
+            return False
+        if not selection.match.allows(client.scheme):
+            flow.response = wrong_protocol_answer(selection.match, flow, client, request_id)
+            return False
+        return True
+
+    def _check_service(self, flow: http.HTTPFlow, selection: Selection, request_id: str) -> bool:
+        """A route without a service proxies nowhere: if its plugins did not answer, Kong says 503."""
+        if selection.match is None or selection.service is not None:
+            return False
+        flow.response = kong_answer(503, "no Service found with those values", request_id)
+        return True
 
     def _write_service_request(self, flow: http.HTTPFlow, run: Run) -> None:
         write = run.writes.get("service_request")
@@ -176,10 +330,12 @@ class Datakit:
     # -- response phase ------------------------------------------------------------------------
     async def response(self, flow: http.HTTPFlow) -> None:
         state = self._states.pop(flow, None)
-        if state is None or flow.response is None:
+        if state is None:
             return
-        run = state.run
         try:
+            if flow.response is None:
+                return
+            run = state.run
             if not state.own_response:
                 await self._response_phase(flow, state)
             if run.trace is not None:
@@ -187,6 +343,8 @@ class Datakit:
         except Exception:
             logger.exception("datakit: internal error while running the response phase")
             self._answer_internal_error(flow)
+        finally:
+            state.release()
 
     async def _response_phase(self, flow: http.HTTPFlow, state: FlowState) -> None:
         run = state.run
@@ -212,3 +370,17 @@ class Datakit:
         state = self._states.pop(flow, None)
         if state is not None:
             state.run.close()
+            state.release()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a sibling temp file and rename it over the config: a reader (the watcher, an editor, a
+    crash) sees the old file or the new one, never half of one."""
+    temp = path.with_name(f".{path.name}.datakit-tmp")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        if path.exists():
+            temp.chmod(path.stat().st_mode & 0o7777)
+        temp.replace(path)
+    finally:
+        temp.unlink(missing_ok=True)

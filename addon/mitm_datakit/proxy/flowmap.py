@@ -120,10 +120,11 @@ def apply_write(message: http.Message, write: MessageWrite) -> None:
             headers["Content-Type"] = write.content_type
 
 
-def apply_query(request: http.Request, query: dict[str, Value]) -> None:
-    """Writing `service_request.query` replaces the upstream query string (decisions.md)."""
+def apply_query(request: http.Request, query: dict[str, Value] | str) -> None:
+    """Writing `service_request.query` replaces the upstream query string (decisions.md); a string
+    (the 3.9/3.10 engine's) is the query string as is."""
     path = request.path.partition("?")[0]
-    encoded = encode_query(query)
+    encoded = query.removeprefix("?") if isinstance(query, str) else encode_query(query)
     request.path = f"{path}?{encoded}" if encoded else path
 
 
