@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+_NO_AUTO_CONTENT_TYPE = frozenset({"Content-Type"})
 
 
 class CallFailed(Exception):
@@ -86,6 +87,9 @@ class HttpClient:
                 proxy_headers=proxy_headers,
                 timeout=timeout,
                 allow_redirects=False,
+                # A body is sent with the Content-Type the node gave, or none (lua-resty-http adds none);
+                # aiohttp would otherwise label raw bytes application/octet-stream.
+                skip_auto_headers=_NO_AUTO_CONTENT_TYPE,
             ) as response:
                 # A HEAD answer (and a 204/304) declares a length but carries no body: nothing to refuse.
                 bodiless = request.method == "HEAD" or response.status in (204, 304)

@@ -1159,7 +1159,8 @@ async def test_call_timeout(local_server: LocalServer) -> None:
     run = await run_bounded(
         {
             "nodes": [
-                {"name": "API", "type": "call", "url": local_server.url("/slow?token=s3cr3t"), "timeout": 100}
+                # 1 s: long enough for the request to arrive on a loaded machine; /slow holds for 10 s.
+                {"name": "API", "type": "call", "url": local_server.url("/slow?token=s3cr3t"), "timeout": 1000}
             ]
         }
     )

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ConfigIssue
-from ..plan import Plan, build_plan
+from ..dialect import plan_config
+from ..legacy.runtime import LegacyPlan
+from ..plan import Plan
 from .balancer import RoundRobin
 from .declarative import read_document
 from .document import parse_yaml
@@ -22,6 +24,8 @@ from .issues import scoped
 from .raw import HTTP_SCHEME
 from .router import RequestFacts, RouteMatch, Router, upstream_path
 from .uri import escape_path
+
+AnyPlan = Plan | LegacyPlan  # a datakit plugin runs in the dialect its config asks for
 
 DATAKIT = "datakit"
 
@@ -41,7 +45,7 @@ class Selection:
 
     match: RouteMatch | None
     service: Service | None
-    plan: Plan | None
+    plan: AnyPlan | None
 
     @property
     def route(self) -> Route | None:
@@ -49,14 +53,22 @@ class Selection:
 
 
 class Deployment:
-    def __init__(self, source: str, text: str, kong: KongConfig, plans: dict[str, Plan]) -> None:
+    def __init__(
+        self,
+        source: str,
+        text: str,
+        kong: KongConfig,
+        plans: dict[str, AnyPlan],
+        dialects: list[str] | None = None,
+    ) -> None:
         self.source = source
+        self.dialects = dialects or []  # "dialect 3.10 (why)" per datakit plugin, for the start-up log
         self.text = text
         self.kong = kong
         self.plans = plans  # plugin id -> plan, for enabled datakit plugins that can apply here
         self.router = Router(kong.routes) if kong.routes_traffic else None
         self._balancers = {name: RoundRobin(u.targets) for name, u in kong.upstreams.items()}
-        self._by_scope: dict[tuple[str | None, str | None], Plan] = {}
+        self._by_scope: dict[tuple[str | None, str | None], AnyPlan] = {}
         for plugin in kong.plugins:
             if plugin.id in plans:
                 self._by_scope[(plugin.route_id, plugin.service_id)] = plans[plugin.id]
@@ -71,7 +83,7 @@ class Deployment:
             return Selection(None, None, None)
         return Selection(match, match.route.service, self.plan_for(match.route, match.route.service))
 
-    def plan_for(self, route: Route | None, service: Service | None) -> Plan | None:
+    def plan_for(self, route: Route | None, service: Service | None) -> AnyPlan | None:
         """Kong's precedence for one plugin configured more than once: route and service, then route,
         then service, then global. Disabled instances do not count, so a less specific one applies."""
         scopes: list[tuple[str | None, str | None]] = []
@@ -141,35 +153,41 @@ class Deployment:
             await plan.resources.aclose()
 
 
-def load_deployment(text: str, *, source: str) -> Deployment:
-    """Parse, check and plan a whole config file; ConfigError lists every problem it has."""
+def load_deployment(text: str, *, source: str, compat: str = "auto") -> Deployment:
+    """Parse, check and plan a whole config file; ConfigError lists every problem it has.
+
+    `compat` picks the Datakit dialect of its plugins: "3.10", "3.11", or "auto" (by the config's forms).
+    """
     kong, entity_issues = read_document(parse_yaml(text, source=source), now=int(time.time()))
-    plans: dict[str, Plan] = {}
+    plans: dict[str, AnyPlan] = {}
+    dialects: list[str] = []
     issues: list[ConfigIssue] = list(entity_issues)
     for plugin in kong.plugins:
         if plugin.name != DATAKIT or not isinstance(plugin.config, Mapping):
             continue  # a datakit plugin without a map `config` is an entity issue already
         try:
-            plan = build_plan(plugin.config)
+            planned = plan_config(plugin.config, compat)
         except ConfigError as e:
             # A bare config keeps its messages as they are; inside a file, they name their plugin.
             issues += e.issues if kong.form != "declarative" else [_in_plugin(i, plugin) for i in e.issues]
             continue
+        where = "" if kong.form != "declarative" else f" for {plugin.label}"
+        dialects.append(f"dialect {planned.dialect}{where} ({planned.reason})")
         if plugin.enabled and not plugin.consumer_scoped:
-            plans[plugin.id] = plan
+            plans[plugin.id] = planned.plan
     if issues:
         raise ConfigError(issues)
-    return Deployment(source, text, kong, plans)
+    return Deployment(source, text, kong, plans, dialects)
 
 
-def read_deployment(path: str | Path) -> Deployment:
+def read_deployment(path: str | Path, compat: str = "auto") -> Deployment:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError([ConfigIssue(f"cannot read {path}: {e.strerror or e}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([ConfigIssue(f"{path}: not UTF-8 text")]) from None
-    return load_deployment(text, source=str(path))
+    return load_deployment(text, source=str(path), compat=compat)
 
 
 def _in_plugin(issue: ConfigIssue, plugin: Plugin) -> ConfigIssue:

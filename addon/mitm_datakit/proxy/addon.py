@@ -20,11 +20,12 @@ from pathlib import Path
 from mitmproxy import command, ctx, exceptions, http
 
 from ..context import RunContext
+from ..dialect import COMPAT_CHOICES
 from ..errors import ConfigError
 from ..http_client import DEFAULT_MAX_BODY, HttpClient
 from ..kong.deployment import Deployment, Selection, load_deployment, read_deployment
 from ..runtime import Run, new_request_id
-from ..trace import TRACE_HEADER, Trace, trace_requested
+from ..trace import TRACE_HEADER
 from ..values import MessageWrite
 from .active import ActiveConfig, Release
 from .admin import AdminServer
@@ -85,6 +86,17 @@ class Datakit:
             "Largest response body, in bytes, that a call node reads; a larger one fails the node.",
         )
         loader.add_option(
+            "datakit_compat",
+            str,
+            "auto",
+            """
+            Which Datakit runs the config: "3.11" (Kong 3.11+), "3.10" (the 3.9/3.10 Wasm filter, whose
+            configs behave differently: docs/migrating-3.10.md), or "auto", which picks 3.10 only for a
+            config written in a form that only 3.9/3.10 accepts (list-form inputs, unnamed nodes, no nodes).
+            """,
+            choices=list(COMPAT_CHOICES),
+        )
+        loader.add_option(
             "datakit_admin_listen",
             str,
             "",
@@ -106,7 +118,7 @@ class Datakit:
             if ctx.options.datakit_max_body <= 0:
                 raise exceptions.OptionsError("datakit_max_body must be a positive number of bytes")
             self.http.max_body = ctx.options.datakit_max_body
-        if "datakit_config" in updated:
+        if updated & {"datakit_config", "datakit_compat"}:
             self._configure_file(ctx.options.datakit_config)
         if updated & {"datakit_admin_listen", "datakit_admin_token", "datakit_config"}:
             try:
@@ -126,7 +138,7 @@ class Datakit:
             self._watcher.watch("")
             return
         try:
-            deployment = read_deployment(path)
+            deployment = read_deployment(path, ctx.options.datakit_compat)
         except ConfigError as e:
             message = f"invalid Datakit config {path}:\n{e}"
             if not self._running:
@@ -165,6 +177,8 @@ class Datakit:
         if deployment is None:
             return
         logger.info("datakit: loaded %s (%s)", deployment.source, deployment.describe())
+        for dialect in deployment.dialects:
+            logger.info("datakit: %s", dialect)
         if deployment.ignored:
             logger.warning("datakit: ignored (they have no effect here): %s", "; ".join(deployment.ignored))
 
@@ -178,7 +192,7 @@ class Datakit:
             current = self.active.current
             if not force and current is not None and current.text == text:
                 return  # our own write (Admin API), or a touch without a change
-            deployment = load_deployment(text, source=path)
+            deployment = load_deployment(text, source=path, compat=ctx.options.datakit_compat)
         except (OSError, UnicodeDecodeError, ConfigError) as e:
             detail = f" cannot read it: {e}" if isinstance(e, (OSError, UnicodeDecodeError)) else f"\n{e}"
             logger.warning(
@@ -199,7 +213,7 @@ class Datakit:
         """The Admin API's change: check the whole new file, write it atomically, then serve it.
         ConfigError (nothing written, nothing changed) if the new version is invalid."""
         path = ctx.options.datakit_config
-        deployment = load_deployment(text, source=path)
+        deployment = load_deployment(text, source=path, compat=ctx.options.datakit_compat)
         _write_atomically(Path(path), text)
         self._install(deployment)
         return deployment
@@ -251,8 +265,8 @@ class Datakit:
         if plan is None:
             return False
         gateway = FlowGateway(flow, client, deployment, selection)
-        tracing = plan.debug and trace_requested(original.headers.get(TRACE_HEADER))
-        run = Run(plan, RunContext(request_id, gateway, self.http), trace=Trace() if tracing else None)
+        tracing = plan.wants_trace(original.headers.get(TRACE_HEADER))
+        run = plan.new_run(RunContext(request_id, gateway, self.http), tracing=tracing)
         run.start(value)
         await run.advance()
         state = FlowState(run, gateway, release)

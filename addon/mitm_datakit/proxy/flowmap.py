@@ -84,6 +84,10 @@ def request_value(flow: http.HTTPFlow, fields: frozenset[str]) -> dict[str, Valu
         value["method"] = request.method
     if "scheme" in fields:
         value["scheme"] = client_scheme(flow)
+    if "raw_content" in fields:  # the 3.9/3.10 engine decodes bytes itself
+        value["raw_content"] = request.get_content(strict=False) or b""
+    if "raw_query" in fields:
+        value["raw_query"] = raw_query
     if "version" in fields:
         value["version"] = http_version_number(request.http_version)
     return value
@@ -100,12 +104,20 @@ def service_response_value(response: http.Response, fields: frozenset[str]) -> d
     if "raw_body" in fields:
         raw = response.get_content(strict=False) or b""
         value["raw_body"] = raw.decode("utf-8", "replace")
+    if "raw_content" in fields:
+        value["raw_content"] = response.get_content(strict=False) or b""
     return value
 
 
 def apply_write(message: http.Message, write: MessageWrite) -> None:
     """Set or override the written headers (None removes one), then the body with fresh framing."""
     headers = message.headers
+    if write.replace_headers:
+        # 3.9/3.10 replaced the whole set (Proxy-Wasm set_http_*_headers); Host is the authority
+        # pseudo-header there, not part of the set, and framing is recomputed below.
+        keep = {"host", "content-length", "transfer-encoding"}
+        for name in {n.lower() for n in headers.keys()} - keep:
+            headers.pop(name, None)
     for name, values in write.header_ops:
         if values is None:
             headers.pop(name, None)
