@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import load_config_file
 from ..config.positions import Position, SourceMap
 from ..errors import ConfigError, ConfigIssue
-from ..plan import Plan, build_plan
+from ..kong.deployment import Deployment, read_deployment
+from ..kong.issues import ScopedIssue
+from ..plan import Plan
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,7 @@ class LocatedIssue:
         where = (
             self.file if self.position is None else f"{self.file}:{self.position.line}:{self.position.column}"
         )
-        located = ConfigIssue(self.message, self.issue.node_index, self.issue.node_name, self.issue.field)
-        return f"{where}: {located}"
+        return f"{where}: {dataclasses.replace(self.issue, message=self.message)}"
 
     def as_json(self) -> dict[str, Any]:
         node = None
@@ -55,15 +56,33 @@ class InvalidConfigFile(Exception):
         super().__init__("\n".join(issue.text() for issue in issues))
 
 
-def plan_file(path: str) -> Plan:
-    """Load and plan a config file; raise InvalidConfigFile with every problem and where it is."""
+def check_file(path: str, compat: str = "auto") -> Deployment:
+    """Load a file exactly as the proxy does (bare config, plugin entity or declarative file, in the
+    dialect `compat` picks); raise InvalidConfigFile with every problem and where it is."""
     try:
-        return build_plan(load_config_file(path))
+        return read_deployment(path, compat)
     except ConfigError as e:
         source = _source_map(path)
-        raise InvalidConfigFile(
-            [LocatedIssue(path, issue, source.locate(issue)) for issue in e.issues]
-        ) from None
+        raise InvalidConfigFile([LocatedIssue(path, issue, _locate(source, issue)) for issue in e.issues]) from None
+
+
+def plan_file(path: str, compat: str = "auto") -> Plan:
+    """The one 3.11+ plan of a file, for the commands that draw or run a plan."""
+    deployment = check_file(path, compat)
+    plans = list(deployment.plans.values())
+    if len(plans) != 1:
+        problem = "no enabled datakit plugin" if not plans else f"{len(plans)} datakit plugins; give a file with one"
+        raise InvalidConfigFile([LocatedIssue(path, ConfigIssue(problem), None)])
+    plan = plans[0]
+    if not isinstance(plan, Plan):
+        message = "a 3.9/3.10 config: convert it with `datakit validate --to-3.11` first"
+        raise InvalidConfigFile([LocatedIssue(path, ConfigIssue(message), None)])
+    return plan
+
+
+def _locate(source: SourceMap, issue: ConfigIssue) -> Position | None:
+    # Positions are known for a bare config's nodes; inside a declarative file the issue names its entity.
+    return None if isinstance(issue, ScopedIssue) else source.locate(issue)
 
 
 def _source_map(path: str) -> SourceMap:

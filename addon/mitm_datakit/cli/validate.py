@@ -10,7 +10,10 @@ import argparse
 import json
 import sys
 
-from .configs import InvalidConfigFile, LocatedIssue, plan_file
+from ..config import load_config_file
+from ..errors import ConfigError
+from ..legacy.convert import to_current
+from .configs import InvalidConfigFile, LocatedIssue, check_file
 
 VALID, INVALID = 0, 1
 
@@ -27,19 +30,52 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or json, for CI tools"
     )
+    parser.add_argument(
+        "--compat",
+        choices=("auto", "3.10", "3.11"),
+        default="auto",
+        help="the Datakit dialect to check against, as the proxy's datakit_compat option (default: auto)",
+    )
+    parser.add_argument(
+        "--to-3.11",
+        dest="to_current",
+        action="store_true",
+        help="print the Kong 3.11+ form of a 3.9/3.10 config, with a note for each change of meaning",
+    )
     parser.set_defaults(func=validate_command)
 
 
-def problems_of(path: str) -> list[LocatedIssue]:
+def problems_of(path: str, compat: str = "auto") -> list[LocatedIssue]:
     try:
-        plan_file(path)
+        check_file(path, compat)
     except InvalidConfigFile as e:
         return e.issues
     return []
 
 
+def convert_command(paths: list[str]) -> int:
+    """Print each legacy config in 3.11+ form; the notes go first, as YAML comments."""
+    import yaml
+
+    status = VALID
+    for path in paths:
+        try:
+            converted, notes = to_current(load_config_file(path))
+        except ConfigError as e:
+            print(f"{path}: not a valid 3.9/3.10 config:\n{e}", file=sys.stderr)
+            status = INVALID
+            continue
+        print(f"# {path} in Kong 3.11+ form (datakit validate --to-3.11)")
+        for note in notes:
+            print(f"# note: {note}")
+        print(yaml.safe_dump(converted, sort_keys=False, allow_unicode=True), end="")
+    return status
+
+
 def validate_command(args: argparse.Namespace) -> int:
-    results = {path: problems_of(path) for path in args.files}
+    if args.to_current:
+        return convert_command(args.files)
+    results = {path: problems_of(path, args.compat) for path in args.files}
     if args.format == "json":
         report = {
             "valid": not any(results.values()),
