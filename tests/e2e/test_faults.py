@@ -100,3 +100,25 @@ nodes:
         assert answers == [{"ok": True}] * 10
         assert not slow.done()  # the hung call is still waiting: the others did not queue behind it
         assert slow.result(timeout=10).status_code == 500
+
+
+def test_client_going_away_cancels_its_calls(mitmdump, upstream, client, fault_server):
+    """A client that disconnects while its flow waits on a third party: the call is cancelled (the API
+    sees its connection close long before the call's own 30 s timeout) and the proxy serves on."""
+    import socket
+    import time
+
+    from harness import wait_until
+
+    server = FaultServer(faults.hang(20)).start()
+    fault_server.append(server)
+    proxy = mitmdump(CONFIG.format(url=server.url, timeout=30000))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /anything HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_until(lambda: server.connections == 1, timeout=5)
+    started = time.monotonic()
+    wait_until(lambda: server.open_connections == 0, timeout=10)
+    assert time.monotonic() - started < 10
+    assert "Traceback" not in proxy.output() and "Addon error" not in proxy.output()
+    server.behaviour = faults.fixed(200, "application/json", b'{"ok": true}')
+    assert client.get(proxy.url + "/anything").json() == {"ok": True}

@@ -17,7 +17,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from mitmproxy import command, ctx, exceptions, http
+from mitmproxy import command, connection, ctx, exceptions, http
 
 from ..context import RunContext
 from ..dialect import COMPAT_CHOICES
@@ -63,6 +63,8 @@ class Datakit:
         self._states: weakref.WeakKeyDictionary[http.HTTPFlow, FlowState] = weakref.WeakKeyDictionary()
         self._closing: set[asyncio.Task[None]] = set()
         self._running = False
+        # Runs waiting on calls, by client connection: a client that goes away cancels its calls.
+        self._inflight: dict[str, set[Run]] = {}
         self._watcher = FileWatcher(self._file_changed)
         self._gateway_options = GatewayOptions()
         self._admin = AdminServer(current=lambda: self.active.current, apply=self.apply_text)
@@ -268,8 +270,13 @@ class Datakit:
         tracing = plan.wants_trace(original.headers.get(TRACE_HEADER))
         run = plan.new_run(RunContext(request_id, gateway, self.http), tracing=tracing)
         run.start(value)
-        await run.advance()
+        await self._advance(flow, run)
         state = FlowState(run, gateway, release)
+        if run.aborted:
+            flow.request = original
+            if flow.killable:
+                flow.kill()
+            return False
         if run.failure is not None:
             flow.request = original
             self._answer_failure(flow, state)
@@ -364,7 +371,9 @@ class Datakit:
         run = state.run
         assert flow.response is not None
         run.provide_service_response(service_response_value(flow.response, run.plan.service_response_fields))
-        await run.advance()
+        await self._advance(flow, run)
+        if run.aborted:
+            return
         if run.failure is not None:
             self._answer_failure(flow, state)
             return
@@ -379,6 +388,20 @@ class Datakit:
         if state.gateway.response_status is not None:
             response.status_code = state.gateway.response_status
         flow.response = response
+
+    async def _advance(self, flow: http.HTTPFlow, run: Run) -> None:
+        runs = self._inflight.setdefault(flow.client_conn.id, set())
+        runs.add(run)
+        try:
+            await run.advance()
+        finally:
+            runs.discard(run)
+            if not runs:
+                self._inflight.pop(flow.client_conn.id, None)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        for run in self._inflight.pop(client.id, set()):
+            run.abort()
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = self._states.pop(flow, None)
