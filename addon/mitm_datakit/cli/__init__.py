@@ -5,6 +5,7 @@ datakit graph FILE           the plan as Mermaid, Graphviz DOT, or an image
 datakit schema               the JSON Schema of a config, for editors
 datakit run FILE ...         run a config once against a request, without a proxy
 datakit serve ...            run a config on a lean mitmproxy
+datakit export FLOWS         recorded flows as a declarative file that mocks them
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import graph, run, schema, serve, validate
+from . import export, graph, run, schema, serve, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Kong Datakit configs on mitmproxy: check them, draw them, run them.",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for command in (validate, graph, schema, run, serve):
+    for command in (validate, graph, schema, run, serve, export):
         command.register(commands)
     return parser
 

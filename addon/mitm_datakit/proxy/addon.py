@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..kong.deployment import Deployment, Selection, load_deployment, read_deplo
 from ..runtime import Run, new_request_id
 from ..trace import TRACE_HEADER
 from ..values import MessageWrite
+from . import summary, views
 from .active import ActiveConfig, Release
 from .admin import AdminServer
 from .flowmap import (
@@ -54,6 +56,7 @@ class FlowState:
     gateway: FlowGateway
     release: Release  # ends the flow's lease on its deployment
     own_response: bool = False  # the response is our exit or error answer, not the upstream's
+    elapsed: float = 0.0  # seconds spent running the plan, both phases (the upstream's time excluded)
 
 
 class Datakit:
@@ -114,6 +117,17 @@ class Datakit:
             "",
             "When set, the Admin API answers 401 unless a request carries this value in `Kong-Admin-Token`.",
         )
+        loader.add_option(
+            "datakit_record",
+            bool,
+            True,
+            """
+            Keep each flow's node timeline (status, timing, error, small outputs, secrets redacted) in
+            flow.metadata["datakit"], shown by the "datakit" content view. Off: only the flow comment
+            and the plan status are kept.
+            """,
+        )
+        views.register()
 
     def configure(self, updated: set[str]) -> None:
         if "datakit_max_body" in updated:
@@ -163,6 +177,7 @@ class Datakit:
         # done() must stay sync (script reloads call it from sync code); what needs awaiting runs as tasks.
         self._watcher.stop()
         self._admin.stop()
+        views.unregister()
         self.active.close_all()
         try:
             loop = asyncio.get_running_loop()
@@ -270,8 +285,7 @@ class Datakit:
         tracing = plan.wants_trace(original.headers.get(TRACE_HEADER))
         run = plan.new_run(RunContext(request_id, gateway, self.http), tracing=tracing)
         run.start(value)
-        await self._advance(flow, run)
-        state = FlowState(run, gateway, release)
+        state = FlowState(run, gateway, release, elapsed=await self._advance(flow, run))
         if run.aborted:
             flow.request = original
             if flow.killable:
@@ -290,8 +304,9 @@ class Datakit:
         else:
             self._write_service_request(flow, run)
         if plan.needs_response_phase or tracing or gateway.response_status is not None:
-            self._states[flow] = state
+            self._states[flow] = state  # the record is written when the response phase ends
             return True
+        self._record(flow, state)
         return False
 
     def _routable(
@@ -328,7 +343,6 @@ class Datakit:
             state.run.exit.status, state.run.exit.write, {"X-Kong-Request-Id": state.run.ctx.request_id}
         )
         state.own_response = True
-        flow.metadata["datakit"] = {"status": state.run.plan_status}
 
     def _answer_failure(self, flow: http.HTTPFlow, state: FlowState) -> None:
         run = state.run
@@ -338,11 +352,6 @@ class Datakit:
             500, run.error_body(), {"Content-Type": JSON, "X-Kong-Request-Id": run.ctx.request_id}
         )
         state.own_response = True
-        flow.metadata["datakit"] = {
-            "status": run.plan_status,
-            "failed_node": run.failure.node.name,
-            "error": run.failure.message,
-        }
 
     def _answer_internal_error(self, flow: http.HTTPFlow) -> None:
         body = b'{"message":"An unexpected error occurred"}'
@@ -365,13 +374,14 @@ class Datakit:
             logger.exception("datakit: internal error while running the response phase")
             self._answer_internal_error(flow)
         finally:
+            self._record(flow, state)
             state.release()
 
     async def _response_phase(self, flow: http.HTTPFlow, state: FlowState) -> None:
         run = state.run
         assert flow.response is not None
         run.provide_service_response(service_response_value(flow.response, run.plan.service_response_fields))
-        await self._advance(flow, run)
+        state.elapsed += await self._advance(flow, run)
         if run.aborted:
             return
         if run.failure is not None:
@@ -389,11 +399,14 @@ class Datakit:
             response.status_code = state.gateway.response_status
         flow.response = response
 
-    async def _advance(self, flow: http.HTTPFlow, run: Run) -> None:
+    async def _advance(self, flow: http.HTTPFlow, run: Run) -> float:
+        """Run what can run now; the seconds it took."""
         runs = self._inflight.setdefault(flow.client_conn.id, set())
         runs.add(run)
+        began = time.perf_counter()
         try:
             await run.advance()
+            return time.perf_counter() - began
         finally:
             runs.discard(run)
             if not runs:
@@ -407,7 +420,12 @@ class Datakit:
         state = self._states.pop(flow, None)
         if state is not None:
             state.run.close()
+            self._record(flow, state)
             state.release()
+
+    def _record(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        """Comment, mark and node record, once per flow, when its run has ended (never raises)."""
+        summary.finish(flow, state.run, state.elapsed, record=ctx.options.datakit_record)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -1,0 +1,145 @@
+"""What a finished run leaves on its flow: a one-line `flow.comment`, a mark when the plan failed, and
+the node timeline in `flow.metadata["datakit"]` that the "datakit" content view renders.
+
+Everything here reads data the run already holds (statuses, errors, output values, the trace's timed
+events when a debug trace was asked for): keeping the record must not slow a request down noticeably.
+The record is saved with the flow (`-w`, mitmweb "Save"), so it holds JSON-friendly values only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from mitmproxy import http
+
+from ..legacy.runtime import LegacyRun
+from ..redact import MASKED_HEADERS, mask_headers, scrub
+from ..runtime import COMPLETE, FAILED, PLAN_ERROR, Run
+from ..types import Value
+
+logger = logging.getLogger("mitm_datakit")
+
+KEY = "datakit"
+COMMENT_PREFIX = "datakit"
+FAILED_MARK = ":red_circle:"
+# An output larger than this (as JSON text) is left out of the record: the record is for reading, and a
+# big body would make every saved flow carry a second copy of it.
+MAX_OUTPUT_CHARS = 1024
+MAX_COMMENT_CHARS = 300
+
+
+def finish(flow: http.HTTPFlow, run: Run | LegacyRun, elapsed: float, *, record: bool) -> None:
+    """Comment, mark and (when `record`) the node timeline for a flow whose run has stopped.
+
+    `elapsed` is the seconds spent running the plan. A 3.9/3.10 run gets the summary without a
+    timeline. This is bookkeeping only: an exception in it is logged, never raised into the flow.
+    """
+    try:
+        summary = _summary(run, elapsed)
+        if record and isinstance(run, Run):
+            summary["nodes"] = _timeline(run)
+        flow.metadata[KEY] = summary
+        flow.comment = comment_line(summary)
+        if summary["status"] == PLAN_ERROR:
+            flow.marked = FAILED_MARK
+    except Exception:
+        logger.exception("datakit: could not record the run on its flow")
+
+
+def _summary(run: Run | LegacyRun, elapsed: float) -> dict[str, Any]:
+    """The fields every Datakit flow carries, for current and legacy runs alike."""
+    secrets = run.secrets if isinstance(run, Run) else []
+    # A legacy run with a trace requested reports no `failure` (the trace replaced the 500): its
+    # comment then says PLAN_ERROR without naming the node.
+    failure = run.failure
+    summary: dict[str, Any] = {
+        "status": run.plan_status,
+        "request_id": run.ctx.request_id,
+        "elapsed_ms": round(elapsed * 1000, 3),
+        "ran": _ran(run),
+        "total": len(run.plan.user_nodes),
+    }
+    if failure is not None:
+        summary["failed_node"] = failure.node.name
+        summary["error"] = scrub(failure.message, secrets)
+    return summary
+
+
+def _ran(run: Run | LegacyRun) -> int:
+    if isinstance(run, Run):
+        return sum(1 for n in run.plan.user_nodes if run.status[n.id] in (COMPLETE, FAILED))
+    return sum(run.started)  # only user nodes are ever started
+
+
+def comment_line(summary: dict[str, Any]) -> str:
+    """`datakit PLAN_ERROR: 1/2 nodes ran in 4.2 ms; AUTH failed: non-2XX response code: 403`."""
+    line = (
+        f"{COMMENT_PREFIX} {summary['status']}: {summary['ran']}/{summary['total']} nodes ran"
+        f" in {summary['elapsed_ms']:.1f} ms"
+    )
+    if "failed_node" in summary:
+        line += f"; {summary['failed_node']} failed: {summary['error']}"
+    line = " ".join(line.split())  # one line, whatever the error message holds
+    return line if len(line) <= MAX_COMMENT_CHARS else line[: MAX_COMMENT_CHARS - 1] + "…"
+
+
+def _timeline(run: Run) -> list[dict[str, Any]]:
+    timings = _timings(run)
+    nodes: list[dict[str, Any]] = []
+    for node in run.plan.user_nodes:
+        entry: dict[str, Any] = {"name": node.name, "type": node.type_name, "status": run.status[node.id]}
+        if node.name in timings:
+            entry.update(timings[node.name])
+        if node.id in run.errors:
+            entry["error"] = run.errors[node.id]
+        elif run.status[node.id] == COMPLETE and run.values[node.id] is not None:
+            output = _small_json(run.values[node.id], run.secrets)
+            if output is not None:
+                entry["output"] = output
+        nodes.append(entry)
+    return nodes
+
+
+def _timings(run: Run) -> dict[str, dict[str, float]]:
+    """Start offset and duration per node name, in ms; only a traced run has timed events."""
+    if run.trace is None:
+        return {}
+    timings: dict[str, dict[str, float]] = {}
+    for event in run.trace.events:
+        name, action, at = event["name"], event["action"], event["at"] * 1000
+        if action == "run":
+            timings[name] = {"start_ms": round(at, 3)}
+        elif action in ("complete", "fail", "resume", "cancel") and name in timings:
+            # An async node logs `resume` then `complete`: the first of them ends its run.
+            timings[name].setdefault("duration_ms", round(at - timings[name]["start_ms"], 3))
+    return timings
+
+
+def _small_json(value: Value, secrets: list[str]) -> str | None:
+    """`value` as compact JSON with secret headers masked and vault secrets scrubbed, or None when it
+    is too large to be worth keeping. Kept as text: the view prints it, nothing parses it again."""
+    if isinstance(value, (str, bytes)) and len(value) > MAX_OUTPUT_CHARS:
+        return None  # the common large case, rejected before serializing anything
+    text = _ENCODER.encode(value)
+    if len(text) > MAX_OUTPUT_CHARS:
+        return None
+    # Masking walks and copies the whole value in Python, several times the cost of encoding it: do it
+    # only for the few values that have a secret-bearing header name as a key.
+    lowered = text.lower()
+    if any(key in lowered for key in _MASKED_KEYS):
+        text = _ENCODER.encode(mask_headers(value))
+    return scrub(text, secrets)
+
+
+def _plain(value: object) -> str:
+    # Bytes (a call's raw body) read as text, as mask_headers reads them; anything else by its repr.
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else repr(value)
+
+
+# One encoder for every value: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_plain)
+# A masked header name as an object key (substring tests measured faster than one regex here).
+_MASKED_KEYS = tuple(f'"{name}":' for name in MASKED_HEADERS)
+
