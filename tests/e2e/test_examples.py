@@ -481,3 +481,60 @@ def test_animal_facts_config_runs_as_bundled(mitmdump, stub_factory, client):
     proxy: Proxy = mitmdump(text)
     response = httpx.get(proxy.url + "/", trust_env=False, timeout=10)
     assert response.json() == {"cat_fact": "purr", "dog_fact": "woof"}
+
+
+EX04 = """
+resources:
+  vault:
+    token: "{reference}"
+nodes:
+- name: STATIC_INPUTS
+  type: static
+  values:
+    headers:
+      Content-Type: application/x-www-form-urlencoded
+    body: grant_type=client_credentials
+- name: BUILD_HEADERS
+  type: jq
+  inputs:
+    headers: STATIC_INPUTS.headers
+    apikey: vault.token
+  jq: |
+    .headers * {{
+      "X-Api-Key": .apikey
+    }}
+- name: AUTH_REQUEST
+  type: call
+  inputs:
+    headers: BUILD_HEADERS
+    body: STATIC_INPUTS.body
+  url: "{url}/auth-token"
+  method: POST
+- name: UPSTREAM_AUTH_HEADER
+  type: jq
+  input: AUTH_REQUEST.body
+  output: service_request.headers
+  jq: |
+    {{
+      Authorization: (.token_type + " " + .access_token)
+    }}
+"""
+
+
+def test_ex04_authenticate_with_a_vault_secret(mitmdump, stub, upstream, client):
+    _token_service(stub)
+    proxy = mitmdump(EX04.format(reference="{vault://env/my-token}", url=stub.url), env={"MY_TOKEN": "k-from-vault"})
+    assert client.get(proxy.url + "/anything").status_code == 200
+    auth = stub.requests_to("/auth-token", "POST")[0]
+    assert auth.header("X-Api-Key") == "k-from-vault"
+    assert auth.text == "grant_type=client_credentials"
+    assert upstream.requests_to("/anything")[0].header("Authorization") == "Bearer abc"
+    assert "k-from-vault" not in proxy.output()
+
+
+def test_ex04_as_documented_names_a_vault_backend_that_does_not_exist_here(mitmdump, stub, client):
+    """Kong's example reads `{vault://my-vault/my-token}`; only the env vault exists outside Kong."""
+    _token_service(stub)
+    proxy = mitmdump(EX04.format(reference="{vault://my-vault/my-token}", url=stub.url))
+    assert client.get(proxy.url + "/anything").status_code == 500
+    proxy.wait_for_output(r"node #2 \(BUILD_HEADERS\) failed with error: \"vault backend 'my-vault' is not available here")
