@@ -4,7 +4,6 @@ a port left out of the result stays empty, and the nodes that read it never run 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from ..errors import NodeError
 from ..http_client import CallFailed, OutboundRequest
 from ..nodes.exit import ExitResponse
 from ..nodes.handlebars import _compile as compile_template
-from ..nodes.jq import compile_error_text
+from ..nodes.jq import compile_error_text, variable_name
 from ..values import MessageWrite
 from .config import LegacyNode
 from .payload import (
@@ -39,17 +38,14 @@ Ports = dict[str, Payload]
 SyncNode = Callable[[Ports, "RunContext"], Any]
 AsyncNode = Callable[[Ports, "RunContext"], Awaitable[Any]]
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
 @dataclass(frozen=True)
 class PropertySet:
     """A SET property node finishes with no output at all: its dependents never run (§9.6)."""
 
 
 def variable(port: str) -> str | None:
-    name = port.replace(".", "_").replace("$", "")
-    return name if _IDENTIFIER.fullmatch(name) else None
+    """3.9/3.10 removed every `$` from a port name; the rest is the current engine's rule."""
+    return variable_name(port.replace("$", ""))
 
 
 def build_jq(node: LegacyNode) -> SyncNode:
@@ -188,11 +184,10 @@ def message_write(inputs: Ports, *, sink: bool) -> MessageWrite:
     encode for the JSON type they just set (a JSON string is sent quoted), and their `headers` replace
     the whole header set (Proxy-Wasm's set_http_*_headers).
     """
-    ops: list[tuple[str, list[str] | None]] = []
     grouped: dict[str, list[str]] = {}
     for name, value in header_pairs(inputs.get("headers")) or []:
         grouped.setdefault(name, []).append(value)
-    ops = [(name, values) for name, values in grouped.items()]
+    ops: list[tuple[str, list[str] | None]] = [(name, values) for name, values in grouped.items()]
     body: bytes | None = None
     implied: str | None = None
     if "body" in inputs:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
 from ..types import Value
-from ..values import json_dumps
+from ..values import headers_to_map, json_dumps
 
 
 @dataclass(frozen=True)
@@ -62,16 +62,7 @@ def to_json(payload: Payload) -> Value:
 
 def header_map(fields: list[tuple[str, str]]) -> dict[str, Value]:
     """Lower-cased names; a repeated header becomes an array of strings."""
-    result: dict[str, Value] = {}
-    for name, value in fields:
-        key = name.lower()
-        if key not in result:
-            result[key] = value
-        elif isinstance(result[key], list):
-            result[key].append(value)
-        else:
-            result[key] = [result[key], value]
-    return result
+    return headers_to_map((name.lower(), value) for name, value in fields)
 
 
 def header_pairs(payload: Payload) -> list[tuple[str, str]] | None:

@@ -23,7 +23,7 @@ from ..nodes.exit import ExitResponse
 from ..redact import mask_headers
 from ..resources import PlanResources
 from ..types import Value
-from ..values import MessageWrite, header_map_lookup
+from ..values import MessageWrite, header_map_lookup, header_ops
 from .config import LegacyConfig, LegacyNode
 from .nodes import BUILDERS, Ports, PropertySet, message_write
 from .payload import decode, header_map, query_string, trace_value
@@ -306,8 +306,4 @@ class LegacyRun:
 
 
 def _pairs(headers: Mapping[str, Value]) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for name, value in headers.items():
-        for item in value if isinstance(value, list) else [value]:
-            pairs.append((name, str(item)))
-    return pairs
+    return [(name, value) for name, values in header_ops(dict(headers)) for value in values or []]

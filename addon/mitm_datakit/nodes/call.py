@@ -111,7 +111,8 @@ class Call(NodeType):
     def check_wiring(
         self, settings: Mapping[str, Any], connected: frozenset[str], report: Callable[[str, str], None]
     ) -> None:
-        if settings.get("url") is None and "url" not in connected and "$self" not in connected:
+        # A node-wise input into a call is expanded into field edges, so `url` is among them when fed.
+        if settings.get("url") is None and "url" not in connected:
             report("url", "required field missing (or connect the `url` input)")
 
     def build(self, spec: NodeSpec) -> AsyncRun:
