@@ -349,6 +349,9 @@ VARIANTS: list[Variant] = [
             script=BENCH / "ref_transform.py", quick=True),
     _datakit("dk_transform", "Datakit: request->jq->service_request.headers, service_response->jq->response.body",
              lambda env: wl.transform_config(), TRANSFORMED, quick=True),
+    # The node record (flow.metadata["datakit"], the datakit view) is on by default; this is its price (issue 6).
+    _datakit("dk_transform_norec", "Datakit: the transform graph with datakit_record=false",
+             lambda env: wl.transform_config(), TRANSFORMED, options=lambda env: ["--set", "datakit_record=false"]),
     Variant("lean_transform", "datakit serve, same transform graph", TRANSFORMED, server="lean",
             config=lambda env: wl.transform_config()),
     Variant("ref_mock", "reference: handlebars render -> answer", MOCKED, script=BENCH / "ref_mock.py", quick=True),
@@ -533,6 +536,7 @@ def running_proxy(variant: Variant, env: Env) -> Iterator[tuple[Service, str]]:
 PAIRS: tuple[tuple[str, str], ...] = (
     ("dk_pass", "noop"),
     ("dk_transform", "ref_transform"),
+    ("dk_transform", "dk_transform_norec"),
     ("dk_mock", "ref_mock"),
     ("lean_pass", "dk_pass"),
     ("lean_transform", "dk_transform"),
@@ -577,7 +581,7 @@ def run_matrix(variants: list[Variant], env: Env, args: argparse.Namespace) -> t
                         if profiler is not None:
                             finish_profiler(profiler)
                     segments.setdefault((variant.name, conc), []).append(point)
-                    print(f"  {variant.name:<15}{point.row()}", flush=True)
+                    print(f"  {variant.name:<19}{point.row()}", flush=True)
         paired: Paired = {}
         for conc in () if args.profile else (c for c in PAIR_CONCURRENCIES if c in args.concurrency):
             group = [(a, b) for a, b in PAIRS if a in proxies and b in proxies
@@ -719,6 +723,9 @@ def evaluate(results: dict[str, Measured], paired: Paired) -> list[Target]:
         ratio_target(results, paired, "passthrough", "dk_pass", "noop", 0.98),
         ratio_target(results, paired, "(a) transform", "dk_transform", "ref_transform", 0.95),
         ratio_target(results, paired, "(b) mock", "dk_mock", "ref_mock", 0.95),
+        # Keeping the node record costs at most 3 % of throughput (issue 6).
+        ratio_target(results, paired, "node record kept vs off (transform)", "dk_transform", "dk_transform_norec",
+                     0.97),
         ratio_target(results, paired, "lean server vs mitmdump (passthrough)", "lean_pass", "dk_pass", 1.5),
         ratio_target(results, paired, "lean server vs mitmdump (transform)", "lean_transform", "dk_transform", None),
         ratio_target(results, paired, "lean server vs bare mitmdump", "lean_pass", "bare", None),
@@ -841,11 +848,11 @@ def engine_version(addon_dir: Path) -> str:
 
 
 def print_results(results: dict[str, Measured]) -> None:
-    print("\nvariant            conc     req/s   p50 ms   p99 ms CPU us/req busy% other%   RSS MiB before -> after")
+    print("\nvariant             conc     req/s   p50 ms   p99 ms CPU us/req busy% other%   RSS MiB before -> after")
     for name, m in results.items():
         rss = f"{m.rss_before_kib / MIB:.1f} -> {m.rss_after_kib / MIB:.1f}"
         for i, point in enumerate(m.points.values()):
-            print(f"{name:<18} {point.row()}   {rss if i == 0 else ''}")
+            print(f"{name:<19} {point.row()}   {rss if i == 0 else ''}")
 
 
 def print_markdown(results: dict[str, Measured], targets: list[Target]) -> None:
@@ -962,7 +969,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list:
         for v in VARIANTS:
-            print(f"{v.name:<16} {v.what}")
+            print(f"{v.name:<19} {v.what}")
         return 0
     if args.from_json:
         results, paired = from_json(args.from_json)
@@ -1001,7 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{len(args.variants)} variants, {args.rounds} round(s) per concurrency, each segment "
                   f"{args.warmup:g} s warm-up + {args.seconds:g} s measured; the table shows medians")
-            print("variant          conc     req/s   p50 ms   p99 ms CPU us/req busy% other%")
+            print("variant              conc     req/s   p50 ms   p99 ms CPU us/req busy% other%")
             results, paired = run_matrix(args.variants, env, args)
             print_results(results)
             targets = [] if args.profile else evaluate(results, paired)
