@@ -23,6 +23,8 @@ from harness import (
     run_mitmdump_expect_exit,
 )
 
+from faults import unhandled_lines
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Everything under tests/e2e starts real processes or sockets: mark it, so `-m "not e2e"` gives a fast run.
@@ -105,7 +107,8 @@ def mitmdump(
 
     `config` is a dict (written as YAML), a str (written verbatim), a Path (used as is) or None (no
     datakit_config). The default upstream is the `upstream` fixture; reverse mode unless `mode` is given.
-    All proxies stop at teardown; their logs are printed so a failing test shows them.
+    All proxies stop at teardown; their logs are printed so a failing test shows them. A log with
+    "Addon error" or a traceback fails the test then, unless it is marked `allow_addon_errors`.
     """
     started: list[Proxy] = []
 
@@ -127,9 +130,16 @@ def mitmdump(
         return proxy
 
     yield start
+    unhandled: list[str] = []
     for i, proxy in enumerate(started):
         rc = proxy.stop()
-        print(f"----- mitmdump #{i} (rc={rc}, config={proxy.config_path}) -----\n{proxy.output()}")
+        output = proxy.output()
+        print(f"----- mitmdump #{i} (rc={rc}, config={proxy.config_path}) -----\n{output}")
+        unhandled += [f"mitmdump #{i}: {line}" for line in unhandled_lines(output)]
+    if unhandled and request.node.get_closest_marker("allow_addon_errors") is None:
+        # A handled failure is one log line (node, reason); an exception that reached mitmproxy is a bug.
+        why = "unhandled exception in the proxy (mark the test allow_addon_errors if that is the point)"
+        pytest.fail(why + ":\n" + "\n".join(unhandled), pytrace=False)
 
 
 @pytest.fixture
