@@ -32,6 +32,7 @@ def load_config(text: str, *, source: str = "<config>") -> dict[str, Any]:
         raise ConfigError([ConfigIssue(f"{source}: the file is empty")])
     if not isinstance(document, dict):
         raise ConfigError([ConfigIssue(f"{source}: expected a map at the top level")])
+    refuse_non_json(document, source=source)
     if document.get("name") == "datakit":
         # A plugin entity: without this check a non-map `config` would surface as confusing
         # "unknown field: name/config" issues of a bare config.
@@ -49,3 +50,34 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError([ConfigIssue(f"{path}: not UTF-8 text")]) from None
     return load_config(text, source=str(path))
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _non_json(value: Any, path: str) -> tuple[str, Any] | None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, _JSON_SCALARS):
+                return path or "(top level)", key
+            found = _non_json(item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _non_json(item, f"{path}[{index}]")
+            if found:
+                return found
+    elif not isinstance(value, _JSON_SCALARS):
+        return path, value
+    return None
+
+
+def refuse_non_json(document: dict[str, Any], *, source: str) -> None:
+    """ConfigError for a value JSON has no type for: an unquoted date (`name: 2024-01-01`), `!!binary`,
+    `!!set`. YAML gives them as Python dates, bytes or sets, which the checks after this one never expect."""
+    found = _non_json(document, "")
+    if found:
+        path, value = found
+        message = f"{source}: a YAML {type(value).__name__} is not a JSON value; quote it to keep it as text"
+        raise ConfigError([ConfigIssue(message, field=path)])

@@ -15,6 +15,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from ..config.loader import refuse_non_json
 from ..errors import ConfigError, ConfigIssue
 from .entities import Location
 
@@ -32,6 +33,7 @@ def parse_yaml(text: str, *, source: str) -> dict[str, Any]:
         raise ConfigError([ConfigIssue(f"{source}: the file is empty")])
     if not isinstance(document, dict):
         raise ConfigError([ConfigIssue(f"{source}: expected a map at the top level")])
+    refuse_non_json(document, source=source)
     return document
 
 

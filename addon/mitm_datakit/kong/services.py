@@ -24,11 +24,11 @@ def build_service(b: Builder, entity: RawEntity) -> None:
     url = entity.raw.get("url")
     if isinstance(url, str):
         # `url` is Kong's shorthand: it is stored as protocol, host, port and path.
-        parts = urlsplit(url)
         try:
+            parts = urlsplit(url)  # raises ValueError on `http://[x`
             port = parts.port
         except ValueError:
-            port = -1
+            parts, port = urlsplit(""), -1
         if not parts.scheme or not parts.hostname or port == -1:
             b.report(entity.at, name, f"invalid url: {url}", "url")
         else:
