@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from .types import Value
 
 if TYPE_CHECKING:
-    from .http_client import HttpClient
+    from .http_client import CallExchange, HttpClient
 
 
 class Gateway(Protocol):
@@ -24,3 +25,6 @@ class RunContext:
     request_id: str
     gateway: Gateway
     http: HttpClient
+    # Told of each call node's exchange (node name, what went over the wire) when the proxy shows calls
+    # as flows of their own (`datakit_show_calls`); None: calls are sent without recording anything.
+    on_call: Callable[[str, CallExchange], None] | None = None

@@ -11,6 +11,8 @@ import asyncio
 import base64
 import logging
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -47,6 +49,63 @@ class InboundResponse:
     body: bytes = field(repr=False)
 
 
+@dataclass(frozen=True)
+class CallExchange:
+    """One call as it went over the wire, for whoever shows calls (the `datakit_show_calls` option).
+
+    `sent_headers` are the headers aiohttp really sent: the node's, plus Host, User-Agent, Accept,
+    Accept-Encoding and Content-Length. A call that failed before an answer came keeps the node's headers
+    (nothing, or not all of it, was sent) and says why in `error`; `response` is then None.
+    """
+
+    request: OutboundRequest
+    sent_headers: list[tuple[str, str]]
+    started: float  # epoch seconds, as mitmproxy's timestamps
+    ended: float
+    response: InboundResponse | None = None
+    response_started: float | None = None  # when the response headers had arrived
+    reason: str = ""
+    http_version: str = "HTTP/1.1"
+    error: str | None = None
+
+
+# Told of each finished call by `HttpClient.send_recorded`.
+ExchangeRecorder = Callable[[CallExchange], None]
+
+
+class _Capture:
+    """What `send` notes while a recorded call runs; nothing of this exists for an unrecorded one."""
+
+    def __init__(self, request: OutboundRequest) -> None:
+        self.request = request
+        self.started = time.time()
+        self.sent_headers = request.headers
+        self.response_started: float | None = None
+        self.reason = ""
+        self.http_version = "HTTP/1.1"
+
+    def answered(self, response: aiohttp.ClientResponse) -> None:
+        self.response_started = time.time()
+        # A live view of the request's headers: it holds what aiohttp added while sending.
+        self.sent_headers = list(response.request_info.headers.items())
+        self.reason = response.reason or ""
+        if response.version is not None:
+            self.http_version = f"HTTP/{response.version.major}.{response.version.minor}"
+
+    def exchange(self, *, response: InboundResponse | None = None, error: str | None = None) -> CallExchange:
+        return CallExchange(
+            request=self.request,
+            sent_headers=self.sent_headers,
+            started=self.started,
+            ended=time.time(),
+            response=response,
+            response_started=self.response_started,
+            reason=self.reason,
+            http_version=self.http_version,
+            error=error,
+        )
+
+
 class HttpClient:
     """Sends `call` requests. The session is created on first use, inside the running event loop."""
 
@@ -68,7 +127,23 @@ class HttpClient:
             )
         return self._session
 
-    async def send(self, request: OutboundRequest) -> InboundResponse:
+    async def send_recorded(self, request: OutboundRequest, record: ExchangeRecorder) -> InboundResponse:
+        """`send`, and tell `record` of the exchange, answered or not (a cancelled call too), before
+        returning or raising."""
+        capture = _Capture(request)
+        try:
+            response = await self.send(request, capture=capture)
+        except CallFailed as e:
+            record(capture.exchange(error=str(e)))
+            raise
+        except asyncio.CancelledError:
+            record(capture.exchange(error="call canceled"))
+            raise
+        record(capture.exchange(response=response))
+        return response
+
+    async def send(self, request: OutboundRequest, *, capture: _Capture | None = None) -> InboundResponse:
+        """The answer to `request`; CallFailed if no complete answer came."""
         session = self._get_session()
         # True and False select aiohttp's own cached default and non-verifying contexts.
         ssl_arg: ssl.SSLContext | bool = (request.trust or True) if request.ssl_verify else False
@@ -91,6 +166,8 @@ class HttpClient:
                 # aiohttp would otherwise label raw bytes application/octet-stream.
                 skip_auto_headers=_NO_AUTO_CONTENT_TYPE,
             ) as response:
+                if capture is not None:
+                    capture.answered(response)
                 # A HEAD answer (and a 204/304) declares a length but carries no body: nothing to refuse.
                 bodiless = request.method == "HEAD" or response.status in (204, 304)
                 declared = None if bodiless else response.content_length

@@ -93,7 +93,14 @@ class Plan:
     user_nodes: list[PlanNode]
     ids: dict[str, int]
     resources: PlanResources = field(default_factory=PlanResources)
+    # Nodes ready as soon as a run starts: no providers, and run by the runtime (the adapter provides the
+    # implicit sources; sinks run to record their write). Known once, here, instead of per request.
+    initial_ready: list[int] = field(init=False)
     dialect = "3.11"
+
+    def __post_init__(self) -> None:
+        runnable = [n for n in self.nodes if n.index is not None or n.name in (SERVICE_REQUEST, RESPONSE)]
+        self.initial_ready = [n.id for n in runnable if self.initial_pending[n.id] == 0]
 
     def node(self, name: str) -> PlanNode:
         return self.nodes[self.ids[name]]
@@ -105,10 +112,13 @@ class Plan:
         return self.debug and trace_requested(header_value)
 
     def new_run(self, ctx: RunContext, *, tracing: bool) -> Run:
-        from .runtime import Run
+        from .runtime import Run  # here, not at the top: runtime imports this module
+
+        if not tracing:
+            return Run(self, ctx)
         from .trace import Trace
 
-        return Run(self, ctx, trace=Trace() if tracing else None)
+        return Run(self, ctx, trace=Trace())
 
 
 def build_plan(config: Mapping[str, Any]) -> Plan:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 
 from .types import Value
@@ -55,3 +56,12 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
             if escaped != secret:
                 text = text.replace(escaped, REDACTED)
     return text
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def log_safe(text: str) -> str:
+    """`text` with control characters escaped (`\\n`, `\\x1b`): an error message that carries client input
+    stays one log line, and can neither forge another line nor drive the terminal."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)

@@ -15,6 +15,7 @@ import secrets as random_ids
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 from .context import RunContext
@@ -23,7 +24,7 @@ from .implicit import REQUEST, RESPONSE, SERVICE_REQUEST, SERVICE_RESPONSE, VAUL
 from .nodes.branch import BranchDecision
 from .nodes.exit import ExitResponse
 from .plan import InputEdge, Plan, PlanNode
-from .redact import scrub
+from .redact import log_safe, scrub
 from .trace import Trace
 from .types import Value
 from .values import MessageWrite, coerce, header_map_lookup, type_name
@@ -62,7 +63,7 @@ class Failure:
     message: str  # already scrubbed of secrets
 
     def log_line(self) -> str:
-        return f'node #{self.node.index} ({self.node.name}) failed with error: "{self.message}"'
+        return f'node #{self.node.index} ({self.node.name}) failed with error: "{log_safe(self.message)}"'
 
 
 class Run:
@@ -76,11 +77,17 @@ class Run:
         self.values: list[Value] = [None] * count
         self.done = [False] * count
         self.skipped = [False] * count
+        self.skipped_any = False  # most runs skip nothing; then no release looks for skipped providers
         self.status = [PENDING] * count
         self.pending = list(plan.initial_pending)
         self.ready: deque[int] = deque()
         self.tasks: dict[asyncio.Task[Value], int] = {}
+        # The node timeline of the flow's record (datakit view), kept whether or not a trace is: two clock
+        # reads and two dict entries per node. Seconds since the run began; inputs as gathered, not copied.
+        self.began = perf_counter()
         self.started: dict[int, float] = {}
+        self.took: dict[int, float] = {}
+        self.inputs: dict[int, dict[str, Value]] = {}
         self.exit: ExitResponse | None = None
         self.failure: Failure | None = None
         self.errors: dict[int, str] = {}
@@ -97,9 +104,7 @@ class Run:
             vault[name] = secret
             if isinstance(secret, str):
                 self.secrets.append(secret)
-        for node in self.plan.nodes:
-            if self.pending[node.id] == 0 and self._runnable(node):
-                self.ready.append(node.id)
+        self.ready.extend(self.plan.initial_ready)
         self._provide(REQUEST, dict(request_value))
         self._provide(VAULT, vault)
 
@@ -153,7 +158,7 @@ class Run:
         if self.pending[node_id] or self.done[node_id] or self.skipped[node_id]:
             return
         node = self.plan.nodes[node_id]
-        if node.index is not None and any(self.skipped[p] for p in node.providers):
+        if self.skipped_any and node.index is not None and any(self.skipped[p] for p in node.providers):
             self._skip(node)  # a node that depends on a skipped node is skipped too (decisions.md)
         elif self._runnable(node):
             self.ready.append(node_id)
@@ -162,6 +167,7 @@ class Run:
         if self.done[node.id] or self.skipped[node.id]:
             return
         self.skipped[node.id] = True
+        self.skipped_any = True
         self.status[node.id] = SKIPPED
         if self.trace:
             self.trace.event(node, "skip")
@@ -174,18 +180,20 @@ class Run:
         except NodeError as e:
             self._fail(self._blame(node, e), e)
             return
-        if node.index is None:  # a sink: remember what to write
-            self.writes[node.name] = MessageWrite.from_inputs(
-                inputs, has_body=any(e.dst_field == "body" for e in node.inputs)
-            )
+        if node.index is None:  # a sink: remember what to write (nothing when nothing is connected to it)
+            if node.inputs:
+                self.writes[node.name] = MessageWrite.from_inputs(
+                    inputs, has_body=any(e.dst_field == "body" for e in node.inputs)
+                )
             self._complete(node, None)
             return
         self.status[node.id] = RUNNING
+        self.inputs[node.id] = inputs
+        self.started[node.id] = perf_counter() - self.began
         if self.trace:
             self.trace.event(node, "run", value=inputs, has_value=True, fields=True)
         assert node.run is not None
         if node.is_async:
-            self.started[node.id] = self.trace.elapsed() if self.trace else 0.0
             task = asyncio.ensure_future(node.run(inputs, self.ctx))  # type: ignore[arg-type]
             self.tasks[task] = node.id
             return
@@ -208,14 +216,14 @@ class Run:
 
     def _finish_task(self, task: asyncio.Task[Value]) -> None:
         node = self.plan.nodes[self.tasks.pop(task)]
+        took = self._stopped(node)
         if task.cancelled():
             self.status[node.id] = CANCELED
             if self.trace:
                 self.trace.event(node, "cancel")
             return
         if self.trace:
-            began = self.started.get(node.id, 0.0)
-            self.trace.event(node, "resume", duration=self.trace.elapsed() - began)
+            self.trace.event(node, "resume", duration=took)
         error = task.exception()
         if error is None:
             self._node_done(node, task.result())
@@ -225,7 +233,15 @@ class Run:
             logger.error("internal error in node #%s (%s): %r", node.index, node.name, error)
             self._fail(node, NodeError(f"internal error: {type(error).__name__}"))
 
+    def _stopped(self, node: PlanNode) -> float:
+        """Seconds the node ran, now that it has stopped (done, failed or cancelled); the first stop counts."""
+        took = self.took.get(node.id)
+        if took is None:
+            took = self.took[node.id] = perf_counter() - self.began - self.started.get(node.id, 0.0)
+        return took
+
     def _node_done(self, node: PlanNode, output: Value) -> None:
+        self._stopped(node)
         if isinstance(output, BranchDecision):
             for listed in node.controls.get(output.skip_field, ()):
                 self._skip(self.plan.nodes[listed])
@@ -243,6 +259,8 @@ class Run:
         self._complete(node, output)
 
     def _fail(self, node: PlanNode, error: NodeError) -> None:
+        if node.id in self.started:  # a node blamed for a bad input edge never started
+            self._stopped(node)
         message = scrub(error.message, self.secrets)
         self.status[node.id] = FAILED
         self.errors[node.id] = message
@@ -262,6 +280,7 @@ class Run:
             task.cancel()
         await asyncio.gather(*(t for t, _ in tasks), return_exceptions=True)
         for _, node_id in tasks:
+            self._stopped(self.plan.nodes[node_id])
             self.status[node_id] = CANCELED
             if self.trace:
                 self.trace.event(self.plan.nodes[node_id], "cancel")

@@ -41,8 +41,12 @@ def is_form_content_type(content_type: str | None) -> bool:
     return media_type(content_type) == FORM_CONTENT_TYPE
 
 
+# Built once: json.dumps with options builds a new encoder per call.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def json_dumps(value: Value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _JSON_ENCODER.encode(value)
 
 
 def body_text(raw: bytes) -> str | bytes:
@@ -66,6 +70,8 @@ def decode_body(raw: bytes, content_type: str | None, *, decode_form: bool = Fal
             return json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"invalid JSON body: {e}") from None
+        except RecursionError:  # json.loads recurses per level: `[[[[...` a few thousand deep
+            raise ValueError("invalid JSON body: nested too deeply") from None
     if decode_form and is_form_content_type(content_type):
         return form_to_map(raw.decode("utf-8", "replace"))
     return body_text(raw)

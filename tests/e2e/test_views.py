@@ -85,7 +85,10 @@ def test_saved_flows_carry_comment_mark_and_record(mitmdump, stub, client, tmp_p
         ("EXIT", "exit", "NODE_COMPLETE"),
     ]
     assert json.loads(record_ok["nodes"][1]["output"]) == {"ok": True, "auth": "Bearer ********"}
-    assert "start_ms" not in record_ok["nodes"][0]  # timings come with a debug trace only
+    # Timings and inputs are kept without a debug trace too; the call's input (its Authorization) is masked.
+    assert all(n["duration_ms"] >= 0 and n["start_ms"] >= 0 for n in record_ok["nodes"])
+    assert record_ok["nodes"][0]["start_ms"] <= record_ok["nodes"][1]["start_ms"]
+    assert "inputs" in record_ok["nodes"][1]
 
     record_failed = failed.metadata["datakit"]
     assert record_failed["failed_node"] == "CHECK"
@@ -220,6 +223,9 @@ def test_the_record_covers_the_response_phase(mitmdump, upstream, client, tmp_pa
     with saved.open("rb") as f:
         [flow] = list(io.FlowReader(f).stream())
     assert flow.comment.startswith("datakit PLAN_COMPLETE: 1/1 nodes ran in ")
-    assert flow.metadata["datakit"]["nodes"] == [
-        {"name": "TAG", "type": "jq", "status": "NODE_COMPLETE", "output": '{"path":"/x"}'}
-    ]
+    [tag] = flow.metadata["datakit"]["nodes"]
+    assert {k: tag[k] for k in ("name", "type", "status", "output")} == {
+        "name": "TAG", "type": "jq", "status": "NODE_COMPLETE", "output": '{"path":"/x"}'
+    }
+    assert json.loads(tag["inputs"])["path"] == "/x"  # the service response body it was given
+    assert tag["start_ms"] >= 0 and tag["duration_ms"] >= 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -125,7 +126,10 @@ def build_call(node: LegacyNode) -> AsyncNode:
                 raise NodeError(f"call error: {e}") from None
         request = OutboundRequest(method=method, url=target, headers=headers, body=body, timeout=timeout)
         try:
-            response = await ctx.http.send(request)
+            if ctx.on_call is None:
+                response = await ctx.http.send(request)
+            else:  # datakit_show_calls
+                response = await ctx.http.send_recorded(request, partial(ctx.on_call, node.name))
         except CallFailed as e:
             return {"error": str(e)}  # dispatch failed: only `error` is filled; body/headers stay empty
         content_type = next((v for k, v in response.headers if k.lower() == "content-type"), None)

@@ -8,6 +8,7 @@ content type fail the node.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
@@ -116,6 +117,7 @@ class Call(NodeType):
             report("url", "required field missing (or connect the `url` input)")
 
     def build(self, spec: NodeSpec) -> AsyncRun:
+        node_name = spec.name
         static_url: str | None = spec.settings["url"]
         method: str = spec.settings["method"]
         timeout_ms = spec.settings["timeout"]
@@ -159,7 +161,10 @@ class Call(NodeType):
                 proxy_auth=(user, password or "") if proxy and user else None,
             )
             try:
-                response = await ctx.http.send(request)
+                if ctx.on_call is None:
+                    response = await ctx.http.send(request)
+                else:
+                    response = await ctx.http.send_recorded(request, partial(ctx.on_call, node_name))
             except CallFailed as e:
                 raise NodeError(str(e)) from None
             header_map = headers_to_map(response.headers)

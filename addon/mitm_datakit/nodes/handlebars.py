@@ -32,13 +32,15 @@ def _compile(template: str) -> Any:
         return _compiler.compile(template)
 
 
-def template_context(inputs: dict[str, Value]) -> Value:
+def context_names(input_names: frozenset[str]) -> dict[str, str]:
+    """The name each named input has in the template: its `$variable` name where it has one."""
+    return {name: variable_name(name) or name for name in input_names if name != SELF}
+
+
+def template_context(inputs: dict[str, Value], names: dict[str, str]) -> Value:
     if SELF in inputs:
-        return inputs[SELF]
-    context: dict[str, Value] = {}
-    for name, value in inputs.items():
-        context[variable_name(name) or name] = value
-    return context
+        return to_jq_value(inputs[SELF])
+    return {names[name]: to_jq_value(value) for name, value in inputs.items()}
 
 
 class Handlebars(NodeType):
@@ -60,11 +62,12 @@ class Handlebars(NodeType):
         except Exception as e:  # pybars raises its own PybarsError and plain exceptions alike
             raise BuildError("template", f"invalid template: {e}") from None
         parse_json = is_json_content_type(spec.settings["content_type"])
+        names = context_names(spec.connected_inputs)  # known now: no name is worked out per request
 
         def run(inputs: dict[str, Value], ctx: object) -> Value:
-            context = {k: to_jq_value(v) for k, v in inputs.items()}
+            context = template_context(inputs, names)
             try:
-                text = str(template(template_context(context)))
+                text = str(template(context))
             except Exception as e:
                 raise NodeError(f"handlebars: error rendering template: {e}") from None
             if not parse_json:

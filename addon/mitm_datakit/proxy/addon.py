@@ -31,9 +31,11 @@ from ..values import MessageWrite
 from . import summary, views
 from .active import ActiveConfig, Release
 from .admin import AdminServer
+from .callflows import CALL_KEY, CallFlows
 from .flowmap import (
     apply_query,
     apply_write,
+    copy_message,
     make_response,
     replace_body,
     request_value,
@@ -46,6 +48,8 @@ from .watcher import FileWatcher
 logger = logging.getLogger("mitm_datakit")
 
 JSON = "application/json"
+# mitmproxy addons that show or keep a flow (flow list, dump output, -w, HAR); `datakit serve` has none.
+FLOW_SINKS = ("view", "dumper", "save", "savehar")
 
 
 @dataclass
@@ -71,6 +75,10 @@ class Datakit:
         self._watcher = FileWatcher(self._file_changed)
         self._gateway_options = GatewayOptions()
         self._admin = AdminServer(current=lambda: self.active.current, apply=self.apply_text)
+        self._call_flows = CallFlows()
+        self._show_calls = False  # the option, read in configure: a flow pays nothing when it is off
+        # datakit_record, read in configure: reading an option costs a deep copy of its value (~10 µs).
+        self._keep_record = True
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -127,9 +135,30 @@ class Datakit:
             and the plan status are kept.
             """,
         )
+        loader.add_option(
+            "datakit_show_calls",
+            bool,
+            False,
+            """
+            Show each `call` node's request and response as a flow of its own (its comment: "datakit call
+            NODE for CLIENT_FLOW_ID"; flow.metadata["datakit_call"] names both), linked from the client
+            flow's flow.metadata["datakit_calls"]; a call that got no answer shows its error. Secret
+            headers and vault values are masked.
+            """,
+        )
         views.register()
 
     def configure(self, updated: set[str]) -> None:
+        if "datakit_record" in updated:
+            self._keep_record = ctx.options.datakit_record
+        if "datakit_show_calls" in updated:
+            self._show_calls = ctx.options.datakit_show_calls
+            if self._show_calls and all(ctx.master.addons.get(name) is None for name in FLOW_SINKS):
+                logger.warning(
+                    "datakit: datakit_show_calls is on, but nothing here lists, prints or saves flows"
+                    " (datakit serve has none of that): run mitmweb or mitmdump -s addon/datakit.py"
+                    " to see calls"
+                )
         if "datakit_max_body" in updated:
             if ctx.options.datakit_max_body <= 0:
                 raise exceptions.OptionsError("datakit_max_body must be a positive number of bytes")
@@ -237,7 +266,8 @@ class Datakit:
 
     # -- access phase --------------------------------------------------------------------------
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live:
+        # A call flow replayed from mitmweb is live: it resends the call, the graph does not run on it.
+        if flow.response or flow.error or not flow.live or CALL_KEY in flow.metadata:
             return
         leased = self.active.lease(flow)
         if leased is None:
@@ -257,11 +287,12 @@ class Datakit:
 
     async def _access(self, flow: http.HTTPFlow, deployment: Deployment, release: Release) -> bool:
         """Route the flow and run its plan; True when the response phase still needs the flow's state."""
-        client = ClientView.of(flow)
         request_id = new_request_id()
-        facts = request_facts(flow, client, deployment) if deployment.router is not None else None
+        # Only routing needs the client's view up front; without it, the properties that read it build it.
+        client = ClientView.of(flow) if deployment.router is not None else None
+        facts = request_facts(flow, client, deployment) if client is not None else None
         selection = deployment.select(facts)
-        if facts is not None and not self._routable(flow, selection, client, request_id):
+        if client is not None and not self._routable(flow, selection, client, request_id):
             return False
         plan = selection.plan
         if plan is None and selection.service is None:
@@ -269,21 +300,25 @@ class Datakit:
             return False
         original = flow.request
         value = request_value(flow, plan.request_fields) if plan is not None else {}  # as the client sent it
-        # Routing, property SETs (target, scheme) and writes go to a copy, swapped in at the end.
-        flow.request = original.copy()
+        # Routing, property SETs (target, scheme) and writes go to a copy, swapped in at the end. The copy is
+        # made by the first change (FlowGateway.writable_request): most flows change nothing before the end.
         if selection.service is not None:
             assert facts is not None
             destination = deployment.destination(selection, facts)
             if destination is None:
-                flow.request = original
                 flow.response = kong_answer(503, "failure to get a peer from the ring-balancer", request_id)
                 return False
+            flow.request = copy_message(original)
             send_to(flow.request, destination)
         if plan is None:
             return False
-        gateway = FlowGateway(flow, client, deployment, selection)
-        tracing = plan.wants_trace(original.headers.get(TRACE_HEADER))
-        run = plan.new_run(RunContext(request_id, gateway, self.http), tracing=tracing)
+        gateway = FlowGateway(flow, client, deployment, selection, original=original)
+        # `plan.debug` first: without it no header asks for a trace, and looking one up costs a few µs.
+        tracing = plan.debug and plan.wants_trace(original.headers.get(TRACE_HEADER))
+        calls = self._call_flows.recorder(flow) if self._show_calls else None
+        run = plan.new_run(RunContext(request_id, gateway, self.http, on_call=calls), tracing=tracing)
+        if calls is not None and isinstance(run, Run):
+            calls.secrets = run.secrets  # 3.9/3.10 configs have no vault
         run.start(value)
         state = FlowState(run, gateway, release, elapsed=await self._advance(flow, run))
         if run.aborted:
@@ -302,7 +337,7 @@ class Datakit:
             flow.request = original
             state.own_response = True
         else:
-            self._write_service_request(flow, run)
+            self._write_service_request(gateway, run)
         if plan.needs_response_phase or tracing or gateway.response_status is not None:
             self._states[flow] = state  # the record is written when the response phase ends
             return True
@@ -329,13 +364,14 @@ class Datakit:
         flow.response = kong_answer(503, "no Service found with those values", request_id)
         return True
 
-    def _write_service_request(self, flow: http.HTTPFlow, run: Run) -> None:
+    def _write_service_request(self, gateway: FlowGateway, run: Run) -> None:
         write = run.writes.get("service_request")
         if write is None:
             return
-        apply_write(flow.request, write)
+        request = gateway.writable_request()
+        apply_write(request, write)
         if write.query is not None:
-            apply_query(flow.request, write.query)
+            apply_query(request, write.query)
 
     def _answer_exit(self, flow: http.HTTPFlow, state: FlowState) -> None:
         assert state.run.exit is not None
@@ -391,7 +427,7 @@ class Datakit:
             state.gateway.exited = True
             self._answer_exit(flow, state)
             return
-        response = flow.response.copy()
+        response = copy_message(flow.response)
         write: MessageWrite | None = run.writes.get("response")
         if write is not None:
             apply_write(response, write)
@@ -425,7 +461,7 @@ class Datakit:
 
     def _record(self, flow: http.HTTPFlow, state: FlowState) -> None:
         """Comment, mark and node record, once per flow, when its run has ended (never raises)."""
-        summary.finish(flow, state.run, state.elapsed, record=ctx.options.datakit_record)
+        summary.finish(flow, state.run, state.elapsed, record=self._keep_record)
 
 
 def _write_atomically(path: Path, text: str) -> None:

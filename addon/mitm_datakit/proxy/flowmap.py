@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import posixpath
+import re
+from typing import TypeVar
 from urllib.parse import unquote
 
 from mitmproxy import http
@@ -12,12 +14,37 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 from ..types import Value
 from ..values import MessageWrite, body_text, decode_body, encode_query, headers_to_map, parse_query
 
+AnyMessage = TypeVar("AnyMessage", http.Request, http.Response)
+
 
 def _text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _shallow_copy(obj: object) -> object:
+    fresh = object.__new__(type(obj))
+    fresh.__dict__.update(obj.__dict__)
+    return fresh
+
+
+def copy_message(message: AnyMessage) -> AnyMessage:
+    """The same copy as `message.copy()` at a twentieth of its cost (about 2 µs instead of 50).
+
+    mitmproxy's copy serializes the message to its state and builds a new one from it, type-checking
+    every field. Every field of a message's data is immutable (bytes, str, numbers, the header tuples)
+    except the two header multidicts, so copying the data and those two objects gives an independent
+    message.
+    """
+    data = _shallow_copy(message.data)
+    data.headers = _shallow_copy(data.headers)  # type: ignore[attr-defined]
+    if data.trailers is not None:  # type: ignore[attr-defined]
+        data.trailers = _shallow_copy(data.trailers)  # type: ignore[attr-defined]
+    fresh = _shallow_copy(message)
+    fresh.data = data  # type: ignore[attr-defined]
+    return fresh  # type: ignore[return-value]
 
 
 def header_map(headers: http.Headers) -> dict[str, Value]:
@@ -49,12 +76,13 @@ def client_scheme(flow: http.HTTPFlow) -> str:
     return "https" if flow.client_conn.tls_established else "http"
 
 
-def client_port(flow: http.HTTPFlow) -> int:
+def client_port(flow: http.HTTPFlow, request: http.Request | None = None) -> int:
     """The port the client addressed: the listener's in reverse mode (mitmproxy has already rewritten
-    the request to the upstream there), the request's own otherwise."""
+    the request to the upstream there), the request's own otherwise (`request`: the client's one, when
+    `flow.request` may already be pointed elsewhere)."""
     if isinstance(flow.client_conn.proxy_mode, ReverseMode) and flow.client_conn.sockname:
         return int(flow.client_conn.sockname[1])
-    return flow.request.port
+    return (request or flow.request).port
 
 
 def http_version_number(version: str) -> float | int:
@@ -109,6 +137,46 @@ def service_response_value(response: http.Response, fields: frozenset[str]) -> d
     return value
 
 
+# mitmproxy writes header fields as given: a CR or LF in a value that a node built from client input would
+# add headers or end the head early (request splitting). OpenResty, under Kong, escapes CR, LF and NUL in
+# values and every non-token byte in names as %XX; so do we, rather than fail a request that Kong serves.
+_SPLITS_VALUE = re.compile(r"[\r\n\0]")
+_NOT_TOKEN = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+
+
+def _percent_escape(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8", "surrogateescape"))
+
+
+def safe_header_name(name: str) -> str:
+    return _NOT_TOKEN.sub(_percent_escape, name)
+
+
+def safe_header_value(value: str) -> str:
+    return _SPLITS_VALUE.sub(_percent_escape, value)
+
+
+# A new body is plain: whatever encoded the old one, or framed it in chunks, does not describe it.
+STALE_WITH_NEW_BODY = frozenset((b"content-encoding", b"transfer-encoding"))
+
+
+def _drop_headers(headers: http.Headers, lowercase_names: frozenset[bytes]) -> None:
+    """Remove every field with one of these names, in one pass over the fields (`headers.pop(name)` makes two
+    passes per name, lower-casing every field name each time)."""
+    kept = tuple(field for field in headers.fields if field[0].lower() not in lowercase_names)
+    if len(kept) != len(headers.fields):
+        headers.fields = kept
+
+
+def _apply_header_ops(headers: http.Headers, write: MessageWrite) -> None:
+    for name, values in write.header_ops:
+        name = safe_header_name(name)
+        if values is None:
+            headers.pop(name, None)
+        else:
+            headers.set_all(name, [safe_header_value(v) for v in values])
+
+
 def apply_write(message: http.Message, write: MessageWrite) -> None:
     """Set or override the written headers (None removes one), then the body with fresh framing."""
     headers = message.headers
@@ -118,15 +186,9 @@ def apply_write(message: http.Message, write: MessageWrite) -> None:
         keep = {"host", "content-length", "transfer-encoding"}
         for name in {n.lower() for n in headers.keys()} - keep:
             headers.pop(name, None)
-    for name, values in write.header_ops:
-        if values is None:
-            headers.pop(name, None)
-        else:
-            headers.set_all(name, values)
+    _apply_header_ops(headers, write)
     if write.body is not None:
-        # The new body is plain: whatever encoded the old one does not describe it.
-        headers.pop("content-encoding", None)
-        headers.pop("transfer-encoding", None)
+        _drop_headers(headers, STALE_WITH_NEW_BODY)
         message.content = write.body
         if write.content_type:  # only set when the written headers name no Content-Type
             headers["Content-Type"] = write.content_type
@@ -141,15 +203,24 @@ def apply_query(request: http.Request, query: dict[str, Value] | str) -> None:
 
 
 def make_response(status: int, write: MessageWrite, extra_headers: dict[str, str]) -> http.Response:
-    response = http.Response.make(status, b"", extra_headers)
-    apply_write(response, write)
-    if write.body is None:
-        response.content = b""
+    if write.body is None or write.replace_headers:
+        response = http.Response.make(status, b"", extra_headers)
+        apply_write(response, write)
+        if write.body is None:
+            response.content = b""
+        return response
+    # The common case, built with one body assignment instead of two (each recomputes the framing headers):
+    # the same headers in the same order as the general path above, which first frames an empty body.
+    response = http.Response.make(status, write.body, extra_headers)
+    headers = response.headers
+    _apply_header_ops(headers, write)
+    _drop_headers(headers, STALE_WITH_NEW_BODY)
+    if write.content_type:
+        headers["Content-Type"] = write.content_type
     return response
 
 
 def replace_body(message: http.Message, body: bytes, content_type: str) -> None:
-    message.headers.pop("content-encoding", None)
-    message.headers.pop("transfer-encoding", None)
+    _drop_headers(message.headers, STALE_WITH_NEW_BODY)
     message.content = body
     message.headers["Content-Type"] = content_type

@@ -24,6 +24,7 @@ from .. import __version__
 from ..kong.deployment import Deployment, Selection
 from ..kong.router import split_host
 from ..types import Value
+from .flowmap import copy_message
 from .routing import ClientView
 
 NODE_ID = str(uuid.uuid4())  # one id per proxy process, like a Kong node id
@@ -51,16 +52,33 @@ class FlowGateway:
     def __init__(
         self,
         flow: http.HTTPFlow,
-        client: ClientView,
+        client: ClientView | None,
         deployment: Deployment | None = None,
         selection: Selection | None = None,
+        *,
+        original: http.Request | None = None,
     ) -> None:
         self.flow = flow
-        self.client = client
+        self._client = client  # None: built from `original` when a property first reads it
         self.deployment = deployment
         self.selection = selection
+        # The request as the client sent it. While `flow.request` is this object, nothing has changed it yet:
+        # the first change copies it (see `writable_request`), so a failed plan can put it back unchanged.
+        self.original = original if original is not None else flow.request
         self.response_status: int | None = None
         self.exited = False
+
+    @property
+    def client(self) -> ClientView:
+        if self._client is None:
+            self._client = ClientView.of(self.flow, self.original)
+        return self._client
+
+    def writable_request(self) -> http.Request:
+        """The flow's request, copied from the client's first if this is its first change."""
+        if self.flow.request is self.original:
+            self.flow.request = copy_message(self.original)
+        return self.flow.request
 
     # -- GET -----------------------------------------------------------------------------------
     def get_property(self, name: str) -> Value:
@@ -125,13 +143,14 @@ class FlowGateway:
 
     def _connect_to(self, host: str, port: int) -> None:
         # The data fields, not the setters: those would rewrite the Host header too.
-        self.flow.request.data.host = host
-        self.flow.request.data.port = port
+        request = self.writable_request()
+        request.data.host = host
+        request.data.port = port
 
     def _set_scheme(self, value: Value) -> None:
         if value not in ("http", "https"):
             raise ValueError(f"invalid scheme {value!r} (expected http or https)")
-        self.flow.request.data.scheme = value.encode()
+        self.writable_request().data.scheme = value.encode()
 
     def _set_status(self, value: Value) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:

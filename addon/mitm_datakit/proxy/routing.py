@@ -34,10 +34,11 @@ class ClientView:
     sni: str | None
 
     @classmethod
-    def of(cls, flow: http.HTTPFlow) -> ClientView:
-        request = flow.request
+    def of(cls, flow: http.HTTPFlow, request: http.Request | None = None) -> ClientView:
+        """`request`: the client's request when `flow.request` may already be the rewritten copy."""
+        request = request or flow.request
         host = request.host_header or request.pretty_host
-        return cls(host, client_port(flow), client_scheme(flow), flow.client_conn.sni)
+        return cls(host, client_port(flow, request), client_scheme(flow), flow.client_conn.sni)
 
 
 def request_facts(flow: http.HTTPFlow, client: ClientView, deployment: Deployment) -> RequestFacts:

@@ -1,8 +1,8 @@
 """What a finished run leaves on its flow: a one-line `flow.comment`, a mark when the plan failed, and
 the node timeline in `flow.metadata["datakit"]` that the "datakit" content view renders.
 
-Everything here reads data the run already holds (statuses, errors, output values, the trace's timed
-events when a debug trace was asked for): keeping the record must not slow a request down noticeably.
+Everything here reads data the run already holds (statuses, errors, each node's inputs, output and
+timing): keeping the record must not slow a request down noticeably.
 The record is saved with the flow (`-w`, mitmweb "Save"), so it holds JSON-friendly values only.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from mitmproxy import http
@@ -17,7 +18,7 @@ from mitmproxy import http
 from ..legacy.runtime import LegacyRun
 from ..redact import MASKED_HEADERS, mask_headers, scrub
 from ..runtime import COMPLETE, FAILED, PLAN_ERROR, Run
-from ..types import Value
+from ..types import SELF, Value
 
 logger = logging.getLogger("mitm_datakit")
 
@@ -81,17 +82,26 @@ def comment_line(summary: dict[str, Any]) -> str:
     )
     if "failed_node" in summary:
         line += f"; {summary['failed_node']} failed: {summary['error']}"
-    line = " ".join(line.split())  # one line, whatever the error message holds
+        line = " ".join(line.split())  # one line, whatever the error message holds
     return line if len(line) <= MAX_COMMENT_CHARS else line[: MAX_COMMENT_CHARS - 1] + "…"
 
 
 def _timeline(run: Run) -> list[dict[str, Any]]:
-    timings = _timings(run)
     nodes: list[dict[str, Any]] = []
     for node in run.plan.user_nodes:
         entry: dict[str, Any] = {"name": node.name, "type": node.type_name, "status": run.status[node.id]}
-        if node.name in timings:
-            entry.update(timings[node.name])
+        started = run.started.get(node.id)
+        if started is not None:
+            entry["start_ms"] = round(started * 1000, 3)
+            took = run.took.get(node.id)
+            if took is not None:
+                entry["duration_ms"] = round(took * 1000, 3)
+        inputs = run.inputs.get(node.id)
+        if inputs:
+            # A node-wise input (`input: request.body`) is shown as the value itself, not under "$self".
+            shown = _small_json(inputs[SELF] if len(inputs) == 1 and SELF in inputs else inputs, run.secrets)
+            if shown is not None:
+                entry["inputs"] = shown
         if node.id in run.errors:
             entry["error"] = run.errors[node.id]
         elif run.status[node.id] == COMPLETE and run.values[node.id] is not None:
@@ -102,35 +112,23 @@ def _timeline(run: Run) -> list[dict[str, Any]]:
     return nodes
 
 
-def _timings(run: Run) -> dict[str, dict[str, float]]:
-    """Start offset and duration per node name, in ms; only a traced run has timed events."""
-    if run.trace is None:
-        return {}
-    timings: dict[str, dict[str, float]] = {}
-    for event in run.trace.events:
-        name, action, at = event["name"], event["action"], event["at"] * 1000
-        if action == "run":
-            timings[name] = {"start_ms": round(at, 3)}
-        elif action in ("complete", "fail", "resume", "cancel") and name in timings:
-            # An async node logs `resume` then `complete`: the first of them ends its run.
-            timings[name].setdefault("duration_ms", round(at - timings[name]["start_ms"], 3))
-    return timings
-
-
 def _small_json(value: Value, secrets: list[str]) -> str | None:
     """`value` as compact JSON with secret headers masked and vault secrets scrubbed, or None when it
     is too large to be worth keeping. Kept as text: the view prints it, nothing parses it again."""
     if isinstance(value, (str, bytes)) and len(value) > MAX_OUTPUT_CHARS:
         return None  # the common large case, rejected before serializing anything
-    text = _ENCODER.encode(value)
+    text = _encode(value)
     if len(text) > MAX_OUTPUT_CHARS:
         return None
     # Masking walks and copies the whole value in Python, several times the cost of encoding it: do it
-    # only for the few values that have a secret-bearing header name as a key.
-    lowered = text.lower()
-    if any(key in lowered for key in _MASKED_KEYS):
-        text = _ENCODER.encode(mask_headers(value))
-    return scrub(text, secrets)
+    # only for the few values that have a secret-bearing header name as a key (only objects have keys).
+    if isinstance(value, (dict, list)):
+        lowered = text.lower()
+        for key in _MASKED_KEYS:  # a loop, not any(...): no generator to allocate per value
+            if key in lowered:
+                text = _encode(mask_headers(value))
+                break
+    return scrub(text, secrets) if secrets else text
 
 
 def _plain(value: object) -> str:
@@ -138,8 +136,24 @@ def _plain(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else repr(value)
 
 
-# One encoder for every value: json.dumps with options builds a new one per call.
+# One encoder for every value, built once: json.dumps, and JSONEncoder.encode too, build a new C encoder per
+# call, which costs more than encoding a small value. Same output as _ENCODER.encode, without its check for
+# circular values: no JSON or YAML value a run holds is circular, and one would end in RecursionError
+# instead of ValueError, which `finish` logs the same way.
+_C_ENCODER = (
+    c_make_encoder(None, _plain, encode_basestring, None, ":", ",", False, False, True)
+    if c_make_encoder
+    else None
+)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_plain)
+
+
+def _encode(value: Value) -> str:
+    if _C_ENCODER is None:  # a Python without the json C accelerator
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODER(value, 0))
+
+
 # A masked header name as an object key (substring tests measured faster than one regex here).
 _MASKED_KEYS = tuple(f'"{name}":' for name in MASKED_HEADERS)
 

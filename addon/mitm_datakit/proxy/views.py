@@ -33,7 +33,8 @@ class DatakitView(contentviews.View):
 
 
 def render(record: dict[str, Any]) -> list[Line]:
-    """The record as lines: the summary, then one line per node with its timing, then its error or output."""
+    """The record as lines: the summary, then one line per node with its timing, then its inputs and its error
+    or output."""
     lines: list[Line] = [[("header", comment_line(record))]]
     if "request_id" in record:
         lines.append([("text", f"request id {record['request_id']}")])
@@ -53,6 +54,8 @@ def render(record: dict[str, Any]) -> list[Line]:
                 ("text", f" {node.get('name')} ({node.get('type')})"),
             ]
         )
+        if "inputs" in node:
+            lines.append([("text", " " * 22), ("key", "inputs: "), ("text", str(node["inputs"]))])
         if "error" in node:
             lines.append([("text", " " * 22), ("error", f"error: {node['error']}")])
         elif "output" in node:
@@ -61,7 +64,7 @@ def render(record: dict[str, Any]) -> list[Line]:
 
 
 def _ms(value: object) -> str:
-    # Timings are only known when the request asked for a debug trace.
+    # A node that never started (skipped, cancelled before its turn) has no timing.
     return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
 

@@ -1,0 +1,123 @@
+"""The per-request shortcuts of the proxy glue (issue 7) give exactly what the general paths gave: the cheap
+message copy, the one-assignment exit response, the record's JSON encoder, and the request copied only when
+something changes it."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mitmproxy import http
+from mitmproxy.test import tflow
+
+with warnings.catch_warnings():
+    # mitmproxy.addons imports ldap3, which uses names pyasn1 deprecated; not ours to fix.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from mitmproxy.test import taddons
+
+from mitm_datakit.proxy import summary
+from mitm_datakit.proxy.addon import Datakit
+from mitm_datakit.proxy.flowmap import apply_write, copy_message, make_response
+from mitm_datakit.values import MessageWrite
+
+
+@pytest.mark.parametrize("message", [tflow.tflow().request, tflow.tflow(resp=True).response])
+def test_copy_message_is_an_independent_equal_copy(message: http.Message):
+    message.trailers = http.Headers([(b"X-Trailer", b"1")])
+    state = message.get_state()
+
+    copied = copy_message(message)
+    assert copied.get_state() == message.get_state() == message.copy().get_state()
+    copied.headers["X-New"] = "1"
+    copied.trailers["X-Trailer"] = "2"  # type: ignore[index]
+    copied.content = b"changed"
+    assert message.get_state() == state
+
+
+def _general_make_response(status: int, write: MessageWrite, extra: dict[str, str]) -> http.Response:
+    """What make_response did before its shortcut: frame an empty body, then apply the write."""
+    response = http.Response.make(status, b"", extra)
+    apply_write(response, write)
+    if write.body is None:
+        response.content = b""
+    return response
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        {"body": "text", "headers": {"Content-Type": "text/plain"}},
+        {"body": {"a": 1}},
+        {"body": "x", "headers": {"Content-Encoding": "gzip", "X-Kong-Request-Id": "me", "x-a": ["1", "2"]}},
+        {"body": "x", "headers": {"Server": None, "Transfer-Encoding": "chunked", "Content-Length": "99"}},
+        {"body": b"\x00\xff", "headers": {"content-type": "application/octet-stream"}},
+        {"body": None, "headers": {"content-type": "a/b"}},
+    ],
+)
+def test_exit_response_is_built_as_the_general_path_builds_it(inputs: dict[str, Any]):
+    write = MessageWrite.from_inputs(inputs, has_body=True)
+    extra = {"X-Kong-Request-Id": "abc"}
+    built, expected = make_response(201, write, extra), _general_make_response(201, write, extra)
+    assert built.headers.fields == expected.headers.fields
+    assert built.raw_content == expected.raw_content
+    assert built.status_code == expected.status_code
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, 3, 2.5, "é\"\n", b"\xffraw", [1, "a", None], {"k": {"n": [1.0, False]}}, {"Cookie": "c"}],
+)
+def test_record_encoder_writes_what_json_writes(value: Any):
+    plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=summary._plain)
+    assert summary._encode(value) == plain.encode(value)
+
+
+async def _run_one(tmp_path: Path, config: dict[str, Any]) -> tuple[http.HTTPFlow, http.Request]:
+    addon = Datakit()
+    with taddons.context(addon) as tctx:
+        path = tmp_path / "flow.yaml"
+        path.write_text(yaml.safe_dump(config))
+        tctx.configure(addon, datakit_config=str(path))
+        flow = tflow.tflow()
+        sent = flow.request
+        await addon.request(flow)
+        return flow, sent
+
+
+async def test_a_plan_that_changes_nothing_keeps_the_clients_request(tmp_path: Path):
+    config = {"nodes": [{"name": "UNUSED", "type": "static", "values": {"a": 1}}]}
+    flow, sent = await _run_one(tmp_path, config)
+    assert flow.request is sent
+    assert flow.comment.startswith("datakit PLAN_COMPLETE: 1/1 nodes ran")
+
+
+async def test_a_plan_that_changes_the_request_works_on_a_copy(tmp_path: Path):
+    config = {
+        "nodes": [
+            {"name": "T", "type": "static", "values": {"t": "10.0.0.1:9000"}},
+            {"name": "SET", "type": "property", "property": "kong.service.target", "input": "T.t"},
+            {"name": "H", "type": "static", "values": {"X-Added": "1"}, "output": "service_request.headers"},
+        ]
+    }
+    flow, sent = await _run_one(tmp_path, config)
+    assert flow.request is not sent
+    assert (flow.request.host, flow.request.port, flow.request.headers["X-Added"]) == ("10.0.0.1", 9000, "1")
+    assert (sent.host, sent.port, "X-Added" in sent.headers) == ("address", 22, False)
+
+
+async def test_a_failed_plan_leaves_the_request_as_the_client_sent_it(tmp_path: Path):
+    config = {
+        "nodes": [
+            {"name": "T", "type": "static", "values": {"t": "10.0.0.1:9000"}},
+            {"name": "SET", "type": "property", "property": "kong.service.target", "input": "T.t"},
+            {"name": "FAIL", "type": "jq", "input": "SET", "jq": 'error("boom")'},
+        ]
+    }
+    flow, sent = await _run_one(tmp_path, config)
+    assert flow.request is sent
+    assert (sent.host, sent.port) == ("address", 22)
+    assert flow.response is not None and flow.response.status_code == 500
