@@ -77,7 +77,8 @@ def _check_outcome(config: Any, compat: str) -> None:
 
 @FUZZ
 @given(configs, st.sampled_from(["auto", "3.10", "3.11"]))
-def test_random_configs_plan_or_fail_cleanly(config, compat):
+def test_random_configs_plan_or_fail_cleanly(reliability, config, compat):
+    reliability.fuzz_cases(1)
     _check_outcome(config, compat)
 
 
@@ -92,7 +93,8 @@ VALID = {
 
 @FUZZ
 @given(st.lists(st.tuples(st.sampled_from(["nodes", 0, 1, 2]), st.sampled_from(["name", "type", "inputs", "jq", "url", "status", "input", "output"]), json_values), max_size=4))
-def test_mutated_valid_config_plans_or_fails_cleanly(mutations):
+def test_mutated_valid_config_plans_or_fails_cleanly(reliability, mutations):
+    reliability.fuzz_cases(1)
     config = copy.deepcopy(VALID)
     for index, key, value in mutations:
         if index == "nodes":
@@ -104,7 +106,8 @@ def test_mutated_valid_config_plans_or_fails_cleanly(mutations):
 
 @FUZZ
 @given(st.text(max_size=200))
-def test_random_yaml_text_loads_or_fails_cleanly(text):
+def test_random_yaml_text_loads_or_fails_cleanly(reliability, text):
+    reliability.fuzz_cases(1)
     try:
         load_config(text)
     except ConfigError as e:
@@ -119,7 +122,8 @@ content_types = st.sampled_from(
 
 @FUZZ
 @given(st.binary(max_size=300), content_types, st.booleans())
-def test_random_bodies_decode_to_values_or_a_clear_error(raw, content_type, decode_form):
+def test_random_bodies_decode_to_values_or_a_clear_error(reliability, raw, content_type, decode_form):
+    reliability.fuzz_cases(1)
     try:
         value = decode_body(raw, content_type, decode_form=decode_form)
     except ValueError as e:
@@ -136,7 +140,8 @@ header_names = st.text(st.characters(min_codepoint=33, max_codepoint=126, blackl
 
 @FUZZ
 @given(st.lists(st.tuples(header_names, st.text(max_size=20)), max_size=8))
-def test_random_headers_map_and_back(fields):
+def test_random_headers_map_and_back(reliability, fields):
+    reliability.fuzz_cases(1)
     mapped = headers_to_map(fields)
     ops = header_ops(mapped)
     sent = [(name.lower(), value) for name, values in ops for value in values or []]
@@ -145,14 +150,16 @@ def test_random_headers_map_and_back(fields):
 
 @FUZZ
 @given(st.text(max_size=100))
-def test_random_query_strings_parse(raw):
+def test_random_query_strings_parse(reliability, raw):
+    reliability.fuzz_cases(1)
     parsed = parse_query(raw)
     assert all(isinstance(k, str) for k in parsed)
 
 
 @FUZZ
 @given(json_values, json_values)
-def test_message_writes_accept_any_values(headers, body):
+def test_message_writes_accept_any_values(reliability, headers, body):
+    reliability.fuzz_cases(1)
     write = MessageWrite.from_inputs({"headers": headers, "body": body}, has_body=True)
     assert isinstance(write.body, bytes)
     json.dumps([name for name, _ in write.header_ops])
@@ -177,7 +184,8 @@ nodes:
 @settings(max_examples=150, deadline=None)
 @given(json_values | st.binary(max_size=50), st.dictionaries(header_names, st.text(max_size=10) | st.lists(st.text(max_size=5), max_size=3), max_size=4),
        st.dictionaries(st.text(max_size=5), st.text(max_size=5) | st.just(True), max_size=3))
-async def test_random_requests_through_jq_and_templates(body, headers, query):
+async def test_random_requests_through_jq_and_templates(reliability, body, headers, query):
+    reliability.fuzz_cases(1)
     run = await run_config(PIPELINE, request={"body": body, "headers": headers, "query": query})
     assert run.exit is not None or run.failure is not None
     if run.failure is not None:
