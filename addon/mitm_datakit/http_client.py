@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import ssl
 import time
@@ -148,8 +149,7 @@ class HttpClient:
         # True and False select aiohttp's own cached default and non-verifying contexts.
         ssl_arg: ssl.SSLContext | bool = (request.trust or True) if request.ssl_verify else False
         headers, proxy_headers = _with_proxy_auth(request)
-        timeout = aiohttp.ClientTimeout(total=request.timeout)
-        target = _host_port(request.url)
+        timeout = _timeout(request.timeout)
         try:
             async with session.request(
                 request.method,
@@ -179,27 +179,29 @@ class HttpClient:
         except CallFailed:
             raise
         except (asyncio.TimeoutError, TimeoutError):
-            raise CallFailed(f"timeout calling {target}") from None
+            raise CallFailed(f"timeout calling {_host_port(request.url)}") from None
         except aiohttp.ClientSSLError as e:
-            raise CallFailed(f"TLS error calling {target}: {_reason(e)}") from None
+            raise CallFailed(f"TLS error calling {_host_port(request.url)}: {_reason(e)}") from None
         except aiohttp.ClientProxyConnectionError as e:
             proxy = _host_port(request.proxy or "")  # host and port only: a proxy URL may carry credentials
             raise CallFailed(f"failed to connect to the proxy {proxy}: {_reason(e)}") from None
         except aiohttp.ClientHttpProxyError as e:
             # The proxy refused the CONNECT tunnel for an https target (407 without valid credentials).
+            target = _host_port(request.url)
             raise CallFailed(f"the proxy refused to connect to {target}: {e.status} {e.message}") from None
         except aiohttp.ClientConnectorError as e:
-            raise CallFailed(f"failed to connect to {target}: {_reason(e)}") from None
+            raise CallFailed(f"failed to connect to {_host_port(request.url)}: {_reason(e)}") from None
         except aiohttp.InvalidURL:
             raise CallFailed("invalid URL") from None
         except aiohttp.ClientPayloadError:
+            target = _host_port(request.url)
             raise CallFailed(f"connection to {target} closed before the response was complete") from None
         except aiohttp.ClientError as e:
-            raise CallFailed(f"request to {target} failed: {_reason(e)}") from None
+            raise CallFailed(f"request to {_host_port(request.url)} failed: {_reason(e)}") from None
         except ValueError as e:
             # aiohttp refuses to serialise a header value with CR, LF or NUL (header injection) with a
             # plain ValueError; header values come from node inputs, so this is the node's failure.
-            raise CallFailed(f"invalid request to {target}: {e}") from None
+            raise CallFailed(f"invalid request to {_host_port(request.url)}: {e}") from None
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -234,6 +236,12 @@ def _with_proxy_auth(request: OutboundRequest) -> tuple[list[tuple[str, str]], d
     if urlsplit(request.url).scheme == "https":
         return request.headers, {"Proxy-Authorization": credentials}
     return [*request.headers, ("Proxy-Authorization", credentials)], None
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float | None) -> aiohttp.ClientTimeout:
+    # Frozen and shared: a node's timeout is one of a few values, so each is built once, not per call.
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 def _host_port(url: str) -> str:

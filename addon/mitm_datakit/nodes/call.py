@@ -128,22 +128,32 @@ class Call(NodeType):
         trust = trust_store(spec.config, spec.resources) if ssl_verify else TrustStore()
         if trust.error:
             raise BuildError("ca_certificates", trust.error)
+        # The configured URL was checked when the plan was built; only a URL from an input is checked per call.
+        static_https = static_url is not None and urlsplit(static_url).scheme == "https"
 
         async def run(inputs: dict[str, Value], ctx: RunContext) -> Value:
             url = inputs.get("url") or static_url
             if not isinstance(url, str):
                 raise NodeError("call: no URL (the url input is null and no url is configured)")
-            problem = url_problem(url)
-            if problem:
-                raise NodeError(f"call: {problem}")
+            if url is static_url:
+                https = static_https
+            else:
+                problem = url_problem(url)
+                if problem:
+                    raise NodeError(f"call: {problem}")
+                https = urlsplit(url).scheme == "https"
             query = inputs.get("query")
             if isinstance(query, dict):
                 url = merge_query(url, query)
-            write = MessageWrite.from_inputs(inputs, has_body=inputs.get("body") is not None)
-            headers = [(name, v) for name, vals in write.header_ops if vals is not None for v in vals]
-            if write.content_type:
-                headers.append(("Content-Type", write.content_type))
-            proxy = inputs.get("https_proxy" if urlsplit(url).scheme == "https" else "http_proxy") or None
+            body: bytes | None = None
+            headers: list[tuple[str, str]] = []
+            if "headers" in inputs or "body" in inputs:
+                write = MessageWrite.from_inputs(inputs, has_body=inputs.get("body") is not None)
+                headers = [(name, v) for name, vals in write.header_ops if vals is not None for v in vals]
+                if write.content_type:
+                    headers.append(("Content-Type", write.content_type))
+                body = write.body
+            proxy = inputs.get("https_proxy" if https else "http_proxy") or None
             if proxy is not None and not _is_proxy_url(proxy):
                 # Not quoted: a proxy URL may carry credentials.
                 raise NodeError("call: invalid proxy URL (expected http://host:port)")
@@ -152,7 +162,7 @@ class Call(NodeType):
                 method=method,
                 url=url,
                 headers=headers,
-                body=write.body,
+                body=body,
                 timeout=timeout,
                 ssl_verify=ssl_verify,
                 trust=trust.context,
