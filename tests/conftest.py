@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from unit.redis_server import RedisServer  # tests/ is on sys.path: this file's folder has no __init__.py
 
 _REPORT = "reliability.json"
 
@@ -52,6 +55,18 @@ _TALLY = ReliabilityTally()
 @pytest.fixture(scope="session")
 def reliability() -> ReliabilityTally:
     return _TALLY
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port (the cache tests, unit and e2e), its files in the test's folder."""
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -24,10 +24,9 @@ from harness import StubRequest
 from jwt.algorithms import get_default_algorithms
 from lxml import etree
 
-# The unit tests' local CA and redis-server helpers serve here too; an e2e-only run has no tests/ on sys.path.
+# The unit tests' local CA serves here too (tests/conftest.py's folder is on sys.path; said again for tools).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from unit.pki import LocalCA  # noqa: E402
-from unit.redis_server import RedisServer  # noqa: E402
 
 SPEC_XML = (
     "<root><name>Alice</name><age>30</age><is_student>false</is_student><courses>Math</courses>"
@@ -136,15 +135,6 @@ def test_ex07_memory_cache_miss_then_hit(mitmdump, data_api, upstream, client):
     assert upstream.requests == []
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = RedisServer(directory).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_ex07_redis_cache_is_shared_by_two_proxies(mitmdump, data_api, client, redis_server):

@@ -9,9 +9,6 @@ client replaces its dead pooled connections. Real redis-server on loopback; ever
 from __future__ import annotations
 
 import re
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,10 +16,6 @@ import pytest
 from harness import StubServer
 
 from faults import Check, Ledger, Traffic, cache_graph, json_or_text
-
-# The unit tests' redis-server helper serves here too; an e2e-only run has no tests/ on sys.path.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from unit.redis_server import RedisServer  # noqa: E402
 
 DEAD = "http://127.0.0.1:1"
 FRESH = {"fresh": "data"}
@@ -72,15 +65,6 @@ def plain(response: httpx.Response) -> str | None:
     return f"expected the upstream's echo, got {response.status_code} {response.text[:200]!r}"
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = RedisServer(directory).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("bypass", [False, True], ids=["fails-the-flow", "bypass-on-error"])

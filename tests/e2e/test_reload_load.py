@@ -9,53 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from harness import StubRequest, StubResponse
 
 from faults import Ledger
+from test_reload import versioned, write_atomically  # the same versioned routing file as the reload tests
 
 DEAD = "http://127.0.0.1:1"
 IN_FLIGHT = 250  # requests held at the upstream while the config changes
 AFTER = 50  # requests sent once the new config serves
-
-
-def versioned(upstream_url: str, version: str) -> dict[str, Any]:
-    """A routing file whose plugin stamps its version on the way in and on the way out: a flow that
-    started on one version and finished on another would carry two different stamps."""
-    config = {
-        "nodes": [
-            {"name": "V", "type": "static", "values": {"version": version}},
-            {
-                "name": "IN",
-                "type": "jq",
-                "input": "V.version",
-                "jq": '{"X-Version-In": .}',
-                "output": "service_request.headers",
-            },
-            {
-                "name": "OUT",
-                "type": "jq",
-                "inputs": {"v": "V.version", "status": "service_response.status"},
-                "jq": '{"X-Version-Out": .v}',
-                "output": "response.headers",
-            },
-        ]
-    }
-    return {
-        "_format_version": "3.0",
-        "services": [{"name": "s", "url": upstream_url, "routes": [{"name": "r", "paths": ["/"]}]}],
-        "plugins": [{"name": "datakit", "config": config}],
-    }
-
-
-def write_atomically(path: Path, document: dict[str, Any]) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(yaml.safe_dump(document, sort_keys=False))
-    temp.replace(path)
 
 
 def stamped(version: str) -> Any:

@@ -390,13 +390,6 @@ async def test_memory_store_refuses_a_value_larger_than_itself() -> None:
 # =============================================================================================
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def stored_text(client: redis.Redis, key: str) -> bytes:
