@@ -343,6 +343,8 @@ VARIANTS: list[Variant] = [
     Variant("noop", "mitmdump + `def request(flow): pass`", expect_upstream, script=BENCH / "noop.py", quick=True),
     _datakit("dk_pass", "Datakit, config with nothing to do for the flow", lambda env: wl.passthrough_config(),
              expect_upstream, quick=True),
+    _datakit("dk_unrouted", "Datakit, declarative file: the flow's route has no datakit plugin",
+             lambda env: wl.unrouted_plugin_config(env.upstream), expect_upstream),
     Variant("lean_pass", "datakit serve (lean master), same passthrough config", expect_upstream, server="lean",
             config=lambda env: wl.passthrough_config(), quick=True),
     Variant("ref_transform", "reference: request->jq->headers, response->jq->body", TRANSFORMED,
@@ -535,6 +537,7 @@ def running_proxy(variant: Variant, env: Env) -> Iterator[tuple[Service, str]]:
 # request next to b's. The targets are judged on these; the solo segments give absolute req/s and latencies.
 PAIRS: tuple[tuple[str, str], ...] = (
     ("dk_pass", "noop"),
+    ("dk_unrouted", "noop"),
     ("dk_transform", "ref_transform"),
     ("dk_transform", "dk_transform_norec"),
     ("dk_mock", "ref_mock"),
@@ -721,6 +724,8 @@ def ratio_target(results: dict[str, Measured], paired: Paired, name: str, num: s
 def evaluate(results: dict[str, Measured], paired: Paired) -> list[Target]:
     return [
         ratio_target(results, paired, "passthrough", "dk_pass", "noop", 0.98),
+        # The same, for a flow whose route has no datakit plugin: shown beside the target, not instead of it.
+        ratio_target(results, paired, "passthrough, route without the plugin", "dk_unrouted", "noop", None),
         ratio_target(results, paired, "(a) transform", "dk_transform", "ref_transform", 0.95),
         ratio_target(results, paired, "(b) mock", "dk_mock", "ref_mock", 0.95),
         # Keeping the node record costs at most 3 % of throughput (issue 6).

@@ -110,6 +110,26 @@ def passthrough_config() -> dict[str, Any]:
     return {"nodes": [{"name": "UNUSED", "type": "static", "values": {"unused": True}}]}
 
 
+def unrouted_plugin_config(upstream_url: str) -> dict[str, Any]:
+    """A Kong declarative file whose route for the benchmark's path has no plugin: Datakit only routes the flow.
+
+    The other route carries a datakit plugin (the passthrough graph) that this flow never runs: "a config is
+    loaded, and there is nothing to do for this flow" taken literally, next to the bare plugin config above
+    (which Kong applies to every flow, as a global plugin).
+    """
+    return {
+        "_format_version": "3.0",
+        "services": [{
+            "name": "upstream",
+            "url": upstream_url,
+            "routes": [
+                {"name": "bench", "paths": ["/bench"]},
+                {"name": "api", "paths": ["/api"], "plugins": [{"name": "datakit", "config": passthrough_config()}]},
+            ],
+        }],
+    }
+
+
 def transform_config() -> dict[str, Any]:
     return {
         "nodes": [
