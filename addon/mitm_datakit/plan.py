@@ -80,6 +80,11 @@ class PlanNode:
     object_output: bool = False  # its value is an object of named fields (call, static, request, ...)
     controls: dict[str, tuple[int, ...]] = field(default_factory=dict)  # branch: list field -> node ids
 
+    @property
+    def runs_in_run(self) -> bool:
+        """User nodes run, and so do the sinks (they record their write); the adapter provides the sources."""
+        return self.index is not None or self.name in (SERVICE_REQUEST, RESPONSE)
+
 
 @dataclass
 class Plan:
@@ -99,8 +104,7 @@ class Plan:
     dialect = "3.11"
 
     def __post_init__(self) -> None:
-        runnable = [n for n in self.nodes if n.index is not None or n.name in (SERVICE_REQUEST, RESPONSE)]
-        self.initial_ready = [n.id for n in runnable if self.initial_pending[n.id] == 0]
+        self.initial_ready = [n.id for n in self.nodes if n.runs_in_run and self.initial_pending[n.id] == 0]
 
     def node(self, name: str) -> PlanNode:
         return self.nodes[self.ids[name]]

@@ -20,7 +20,7 @@ from typing import Any
 
 from .context import RunContext
 from .errors import InputTypeError, NodeError
-from .implicit import REQUEST, RESPONSE, SERVICE_REQUEST, SERVICE_RESPONSE, VAULT
+from .implicit import REQUEST, SERVICE_RESPONSE, VAULT
 from .nodes.branch import BranchDecision
 from .nodes.exit import ExitResponse
 from .plan import InputEdge, Plan, PlanNode
@@ -139,10 +139,6 @@ class Run:
             if self.tasks:
                 await self._cancel_all()
 
-    def _runnable(self, node: PlanNode) -> bool:
-        # Implicit sources are provided by the adapter; sinks run (record their write) when ready.
-        return node.index is not None or node.name in (SERVICE_REQUEST, RESPONSE)
-
     def _provide(self, name: str, value: Value) -> None:
         node = self.plan.node(name)
         if self.trace:
@@ -164,7 +160,7 @@ class Run:
         node = self.plan.nodes[node_id]
         if self.skipped_any and node.index is not None and any(self.skipped[p] for p in node.providers):
             self._skip(node)  # a node that depends on a skipped node is skipped too (decisions.md)
-        elif self._runnable(node):
+        elif node.runs_in_run:
             self.ready.append(node_id)
 
     def _skip(self, node: PlanNode) -> None:
