@@ -44,7 +44,7 @@ from faults import (  # noqa: E402
     proxy_tasks,
     unhandled_lines,
 )
-from harness import Proxy, StubServer, wait_until  # noqa: E402
+from harness import Proxy, StubServer, free_port, wait_until  # noqa: E402
 
 MAX_BODY = 1000
 FRESH = {"fresh": "data"}
@@ -114,7 +114,7 @@ class Soak:
         self.api = {kind: self._fault(case.behaviour) for kind, case in THIRD_PARTY.items()}
         self.held = self._fault(faults.hang(20))  # what vanishing clients were waiting on
         self.bad_upstreams = {kind: self._fault(behaviour) for kind, (behaviour, _) in UPSTREAM.items()}
-        self.dead_port = faults.free_port()
+        self.dead_port = free_port()
         if self.args.redis:
             from unit.redis_server import RedisServer
 

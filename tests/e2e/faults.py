@@ -356,13 +356,6 @@ def connections_to(port: int) -> int:
     return sum(1 for line in out.splitlines() if line.strip() and not line.startswith("TIME-WAIT"))
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released): connecting to it is refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def cache_graph(data_url: str, redis_port: int, *, bypass: bool, ttl: int = 60) -> dict[str, object]:
     """EX-07's shape on Redis: look the key up; on a hit answer the cached body (`X-Cache: hit`), on a miss
     call the data API, store its body and answer it (`X-Cache: miss`)."""

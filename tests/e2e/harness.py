@@ -405,6 +405,15 @@ _LISTENING = re.compile(r"listening at (?:\S+:)?(\d+)\.?\s*$")
 Config: TypeAlias = "Mapping[str, Any] | str | Path | None"
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connecting to it is refused, and a server
+    told to listen there (mitmweb's web UI, whose log does not say which port `0` became) gets it, unless
+    another process takes it in between."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
 def write_config(config: Config, directory: Path, stem: str = "datakit") -> Path | None:
     """dict -> YAML file, str -> file with that exact text, Path -> used as is, None -> no config."""
     if config is None or isinstance(config, Path):

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import StubServer
+from harness import StubServer, free_port
 
 import faults
 from faults import FaultServer, Ledger, Traffic
@@ -71,7 +71,7 @@ def fault_servers() -> Iterator[list[FaultServer]]:
 
 
 def down(fault_servers: list[FaultServer], stub_factory: Any) -> str:
-    return f"http://127.0.0.1:{faults.free_port()}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def slow(fault_servers: list[FaultServer], stub_factory: Any) -> str:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +35,7 @@ from harness import (
     _OutputReader,
     _spawn,
     _terminate,
+    free_port,
     write_config,
 )
 
@@ -59,15 +59,6 @@ def missing_browser() -> str | None:
     if not absent:
         return None
     return f"no {' and no '.join(absent)}: install Debian's chromium and chromium-driver (.ci/run does)"
-
-
-def _free_port() -> int:
-    # mitmweb logs the web port it was given, not the one it got, so `--web-port 0` cannot be read back,
-    # and its footer shows a `--listen-port 0` as ":8080": ask the kernel for free ports and hand them over.
-    # Another process could take one in between; the start then fails with "failed to listen" in the error.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 class Mitmweb:
@@ -94,7 +85,7 @@ class Mitmweb:
         timeout: float = 20.0,
     ) -> Mitmweb:
         config_path = write_config(config, tmp_dir)
-        proxy_port, web_port = _free_port(), _free_port()
+        proxy_port, web_port = free_port(), free_port()
         cmd = [str(MITMWEB), "-s", str(DATAKIT_SCRIPT), "-s", str(READY_ADDON),
                "--mode", f"reverse:{upstream}", "--listen-host", LOOPBACK, "--listen-port", str(proxy_port),
                "--web-host", LOOPBACK, "--web-port", str(web_port), "--no-web-open-browser",
