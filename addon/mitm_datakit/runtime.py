@@ -128,8 +128,7 @@ class Run:
         """
         try:
             while self.failure is None and not self.aborted:
-                while self.ready and not self.finished and not self.aborted:
-                    self._start_node(self.plan.nodes[self.ready.popleft()])
+                self.advance_now()
                 if self.failure is not None or not self.tasks:
                     break
                 done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -138,6 +137,15 @@ class Run:
         finally:
             if self.tasks:
                 await self._cancel_all()
+
+    def advance_now(self) -> bool:
+        """Start every node that can start now; a sync node runs to its end here, a call starts as a task.
+
+        True when no call is in flight: then `advance()` would have nothing to wait for, and the caller can skip it.
+        """
+        while self.ready and not self.finished and not self.aborted:
+            self._start_node(self.plan.nodes[self.ready.popleft()])
+        return not self.tasks
 
     def _provide(self, name: str, value: Value) -> None:
         node = self.plan.node(name)

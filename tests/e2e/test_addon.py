@@ -6,6 +6,10 @@ import re
 
 import httpx
 import pytest
+from faults import PROBE_ADDON, PROBE_PATH
+
+# A loaded config that leaves every flow alone.
+PASSTHROUGH = {"nodes": [{"name": "UNUSED", "type": "static", "values": {"unused": True}}]}
 
 BAD_CONFIG = """
 nodes:
@@ -61,6 +65,14 @@ def test_missing_config_file_is_rejected(mitmdump_expect_exit, tmp_path):
 def test_without_a_config_the_proxy_passes_traffic(mitmdump, upstream, client):
     proxy = mitmdump(None)
     assert client.get(proxy.url + "/plain").json()["path"] == "/plain"
+
+
+@pytest.mark.parametrize("freeze, frozen", [([], True), (["--set", "datakit_gc_freeze=false"], False)])
+def test_gc_freeze_moves_the_start_up_heap_out_of_the_collectors_sight(mitmdump, client, freeze, frozen):
+    proxy = mitmdump(PASSTHROUGH, "-s", str(PROBE_ADDON), *freeze)
+    assert client.get(proxy.url + "/plain").json()["path"] == "/plain"  # flows still pass
+    probe = client.get(proxy.url + PROBE_PATH).json()
+    assert (probe["frozen"] > 10_000) is frozen, probe  # mitmproxy's start-up heap is hundreds of thousands
 
 
 def test_debug_error_body_names_the_failed_node(mitmdump, stub, client):

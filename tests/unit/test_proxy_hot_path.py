@@ -4,7 +4,9 @@ something changes it."""
 
 from __future__ import annotations
 
+import gc
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from mitmproxy import http
+from mitmproxy.net.http import status_codes
 from mitmproxy.test import tflow
 
 with warnings.catch_warnings():
@@ -21,8 +24,8 @@ with warnings.catch_warnings():
 
 from mitm_datakit.proxy import summary
 from mitm_datakit.proxy.addon import Datakit
-from mitm_datakit.proxy.flowmap import apply_write, copy_message, make_response
-from mitm_datakit.values import MessageWrite
+from mitm_datakit.proxy.flowmap import apply_write, copy_message, make_response, new_response, set_plain_body
+from mitm_datakit.values import MessageWrite, XmlText
 
 
 @pytest.mark.parametrize("message", [tflow.tflow().request, tflow.tflow(resp=True).response])
@@ -67,13 +70,25 @@ def test_exit_response_is_built_as_the_general_path_builds_it(inputs: dict[str, 
     assert built.status_code == expected.status_code
 
 
+def _nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     "value",
-    [None, True, 3, 2.5, "é\"\n", b"\xffraw", [1, "a", None], {"k": {"n": [1.0, False]}}, {"Cookie": "c"}],
+    [None, True, 3, 2.5, 1e16, 0.1, "é\"\n\u2028\x00", b"\xffraw", [1, "a", None], {"k": {"n": [1.0, False]}},
+     {"Cookie": "c"}, (1, 2), 2**70, {1: "a", "b": {2: 3}}, XmlText("<a/>"), [[[[0]]]] * 2, _nested(300)],
 )
 def test_record_encoder_writes_what_json_writes(value: Any):
     plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=summary._plain)
     assert summary._encode(value) == plain.encode(value)
+
+
+def test_record_encoder_writes_nan_and_infinities_as_null():
+    assert summary._encode([math.nan, math.inf, -math.inf]) == "[null,null,null]"
 
 
 async def _run_one(tmp_path: Path, config: dict[str, Any]) -> tuple[http.HTTPFlow, http.Request]:
@@ -121,3 +136,62 @@ async def test_a_failed_plan_leaves_the_request_as_the_client_sent_it(tmp_path: 
     assert flow.request is sent
     assert (sent.host, sent.port) == ("address", 22)
     assert flow.response is not None and flow.response.status_code == 500
+
+
+async def test_gc_freeze_follows_the_option_and_ends_with_the_addon():
+    datakit = Datakit()
+    try:
+        with taddons.context(datakit) as tctx:
+            assert gc.get_freeze_count() == 0  # nothing is frozen before the proxy runs
+            datakit.running()
+            assert gc.get_freeze_count() > 0
+            tctx.configure(datakit, datakit_gc_freeze=False)
+            assert gc.get_freeze_count() == 0
+            tctx.configure(datakit, datakit_gc_freeze=True)
+            assert gc.get_freeze_count() > 0
+            datakit.done()
+            assert gc.get_freeze_count() == 0  # a reloaded script's replaced objects can be collected again
+    finally:
+        gc.unfreeze()
+
+
+def _general_plain_body(message: http.Message, body: bytes, content_type: str | None) -> None:
+    """What set_plain_body replaced: drop the stale framing, then mitmproxy's own body and header setters."""
+    message.headers.pop("content-encoding", None)
+    message.headers.pop("transfer-encoding", None)
+    message.content = body
+    if content_type:
+        message.headers["Content-Type"] = content_type
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json"])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [],
+        [(b"Content-Length", b"99"), (b"Server", b"x")],
+        [(b"content-type", b"text/plain"), (b"Transfer-Encoding", b"chunked"), (b"X-A", b"1")],
+        [(b"Content-Encoding", b"gzip"), (b"content-length", b"5"), (b"Content-Type", b"a/b"),
+         (b"content-type", b"c/d"), (b"Content-Length", b"7")],
+    ],
+)
+def test_set_plain_body_frames_as_mitmproxys_setters_do(fields, content_type):
+    ours = http.Response.make(200, b"")
+    ours.headers.fields = tuple(fields)
+    general = copy_message(ours)
+
+    set_plain_body(ours, b"new body", content_type)
+    _general_plain_body(general, b"new body", content_type)
+    assert ours.headers.fields == general.headers.fields
+    assert ours.raw_content == general.raw_content == b"new body"
+
+
+@pytest.mark.parametrize("status", [200, 201, 404, 599])
+def test_new_response_is_the_response_make_builds(status):
+    headers = http.Headers([(b"X-A", b"1"), (b"content-length", b"4")])
+    ours = new_response(status, headers, b"body")
+    made = http.Response(b"HTTP/1.1", status, status_codes.RESPONSES.get(status, "").encode(),
+                         headers, b"body", None, ours.timestamp_start, ours.timestamp_end)
+    assert ours.get_state() == made.get_state()
+    assert ours.timestamp_start == ours.timestamp_end
+    assert type(ours.data) is type(made.data) and ours.stream is made.stream is False

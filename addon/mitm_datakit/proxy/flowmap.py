@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import posixpath
 import re
+import time
 from typing import TypeVar
 from urllib.parse import unquote
 
 from mitmproxy import http
+from mitmproxy.net.http import status_codes
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from ..types import Value
@@ -160,12 +162,37 @@ def safe_header_value(value: str) -> str:
 STALE_WITH_NEW_BODY = frozenset((b"content-encoding", b"transfer-encoding"))
 
 
-def _drop_headers(headers: http.Headers, lowercase_names: frozenset[bytes]) -> None:
-    """Remove every field with one of these names, in one pass over the fields (`headers.pop(name)` makes two
-    passes per name, lower-casing every field name each time)."""
-    kept = tuple(field for field in headers.fields if field[0].lower() not in lowercase_names)
-    if len(kept) != len(headers.fields):
-        headers.fields = kept
+def set_plain_body(message: http.Message, body: bytes, content_type: str | None = None) -> None:
+    """Give `message` a new plain body: Content-Encoding and Transfer-Encoding dropped, Content-Length set to its
+    length, and Content-Type set when one is given, each header kept where it was (or added at the end).
+
+    The same headers as dropping the two and then `message.content = body` and `headers["Content-Type"] = ...`,
+    in one pass over the fields instead of five (each of mitmproxy's lookups lower-cases every field name).
+    """
+    fields: list[tuple[bytes, bytes]] = []
+    length = str(len(body)).encode("ascii")
+    new_type = content_type.encode("utf-8", "surrogateescape") if content_type else None
+    has_length = has_type = False
+    for field in message.headers.fields:
+        name = field[0].lower()
+        if name in STALE_WITH_NEW_BODY:
+            continue
+        if name == b"content-length":
+            if not has_length:
+                fields.append((field[0], length))
+                has_length = True
+        elif new_type is not None and name == b"content-type":
+            if not has_type:
+                fields.append((field[0], new_type))
+                has_type = True
+        else:
+            fields.append(field)
+    if not has_length:
+        fields.append((b"content-length", length))
+    if new_type is not None and not has_type:
+        fields.append((b"Content-Type", new_type))
+    message.headers.fields = tuple(fields)
+    message.raw_content = body
 
 
 def _apply_header_ops(headers: http.Headers, write: MessageWrite) -> None:
@@ -188,10 +215,8 @@ def apply_write(message: http.Message, write: MessageWrite) -> None:
             headers.pop(name, None)
     _apply_header_ops(headers, write)
     if write.body is not None:
-        _drop_headers(headers, STALE_WITH_NEW_BODY)
-        message.content = write.body
-        if write.content_type:  # only set when the written headers name no Content-Type
-            headers["Content-Type"] = write.content_type
+        # write.content_type is only set when the written headers name no Content-Type
+        set_plain_body(message, write.body, write.content_type)
 
 
 def apply_query(request: http.Request, query: dict[str, Value] | str) -> None:
@@ -209,18 +234,37 @@ def make_response(status: int, write: MessageWrite, extra_headers: dict[str, str
         if write.body is None:
             response.content = b""
         return response
-    # The common case, built with one body assignment instead of two (each recomputes the framing headers):
-    # the same headers in the same order as the general path above, which first frames an empty body.
-    response = http.Response.make(status, write.body, extra_headers)
-    headers = response.headers
-    _apply_header_ops(headers, write)
-    _drop_headers(headers, STALE_WITH_NEW_BODY)
-    if write.content_type:
-        headers["Content-Type"] = write.content_type
+    # The common case, built once with its body: the same headers in the same order as the general path above,
+    # which frames an empty body first.
+    fields = [(name.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape"))
+              for name, value in extra_headers.items()]
+    fields.append((b"content-length", b"0"))  # where Response.make frames it; set_plain_body gives the length
+    response = new_response(status, http.Headers(fields), write.body)
+    _apply_header_ops(response.headers, write)
+    set_plain_body(response, write.body, write.content_type)
     return response
 
 
-def replace_body(message: http.Message, body: bytes, content_type: str) -> None:
-    _drop_headers(message.headers, STALE_WITH_NEW_BODY)
-    message.content = body
-    message.headers["Content-Type"] = content_type
+def new_response(status: int, headers: http.Headers, body: bytes) -> http.Response:
+    """`http.Response(b"HTTP/1.1", status, reason, headers, body, None, now, now)`, as `Response.make` builds it,
+    at a quarter of its cost (~5 µs instead of ~20).
+
+    mitmproxy's message data is a dataclass whose `__post_init__` type-checks every field through `typing`
+    unless Python runs with -O, which mitmdump does not; these fields have their types by construction.
+    The caller frames the body (Content-Length), as `Response.make` does.
+    """
+    now = time.time()
+    data = object.__new__(http.ResponseData)
+    data.__dict__.update(
+        http_version=b"HTTP/1.1",
+        status_code=status,
+        reason=status_codes.RESPONSES.get(status, "").encode(),
+        headers=headers,
+        content=body,
+        trailers=None,
+        timestamp_start=now,
+        timestamp_end=now,
+    )
+    response = object.__new__(http.Response)
+    response.data = data
+    return response
