@@ -86,6 +86,10 @@ class Run:
         self.pending = list(plan.initial_pending)
         self.ready: deque[int] = deque()
         self.tasks: dict[asyncio.Task[Value], int] = {}
+        # Calls that ended, in the order they ended, and the future `advance` sleeps on until one does: each task
+        # tells the run itself (a done callback), cheaper than asyncio.wait's callbacks added and removed per wake.
+        self.settled: list[asyncio.Task[Value]] = []
+        self._wakeup: asyncio.Future[None] | None = None
         # The node timeline of the flow's record (datakit view), kept whether or not a trace is: two clock
         # reads and two dict entries per node. Seconds since the run began; inputs as gathered, not copied.
         self.began = perf_counter()
@@ -131,8 +135,14 @@ class Run:
                 self.advance_now()
                 if self.failure is not None or not self.tasks:
                     break
-                done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                if not self.settled:
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._wakeup
+                    finally:
+                        self._wakeup = None
+                settled, self.settled = self.settled, []
+                for task in settled:
                     self._finish_task(task)
         finally:
             if self.tasks:
@@ -204,6 +214,7 @@ class Run:
         if node.is_async:
             task = asyncio.ensure_future(node.run(inputs, self.ctx))  # type: ignore[arg-type]
             self.tasks[task] = node.id
+            task.add_done_callback(self._task_settled)
             return
         try:
             output = node.run(inputs, self.ctx)
@@ -221,6 +232,13 @@ class Run:
         self.aborted = True
         for task in self.tasks:
             task.cancel()
+
+    def _task_settled(self, task: asyncio.Task[Value]) -> None:
+        if task not in self.tasks:
+            return  # cancelled by _cancel_all, which accounts for it itself
+        self.settled.append(task)
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     def _finish_task(self, task: asyncio.Task[Value]) -> None:
         node = self.plan.nodes[self.tasks.pop(task)]

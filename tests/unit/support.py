@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,13 @@ from mitm_datakit.plan import Plan, build_plan
 from mitm_datakit.runtime import Run
 from mitm_datakit.trace import Trace
 from mitm_datakit.types import Value
+
+
+async def hook_done(result: Awaitable[None] | None) -> None:
+    """Await what an addon hook returned, as mitmproxy does: Datakit's hooks return a coroutine only while a
+    call is in flight."""
+    if result is not None:
+        await result
 
 
 @dataclass

@@ -38,6 +38,7 @@ from mitm_datakit.proxy.addon import Datakit
 from mitm_datakit.proxy.flowmap import apply_write
 from mitm_datakit.values import MessageWrite, header_ops
 
+from .support import hook_done
 from .test_schema import CONFIG_FILES, SPEC_EXAMPLES
 
 with warnings.catch_warnings():
@@ -342,13 +343,13 @@ async def _run_flow(
             tctx.configure(addon, datakit_config=str(flow_config))
             flow = tflow.tflow(req=request)
             before = flow.request.get_state()
-            await addon.request(flow)
+            await hook_done(addon.request(flow))
             _check_access(flow, before, lines, fail=fail, exit_asked=exit_asked)
             if flow.response is not None:
                 return lines  # our own answer: the upstream is never asked
             flow.response = upstream
             upstream_before = upstream.get_state()
-            await addon.response(flow)
+            await hook_done(addon.response(flow))
             _check_response(flow, upstream, upstream_before, lines, fail=fail)
             return lines
     finally:

@@ -27,6 +27,8 @@ from mitm_datakit.proxy.addon import Datakit
 from mitm_datakit.proxy.flowmap import apply_write, copy_message, make_response, new_response, set_plain_body
 from mitm_datakit.values import MessageWrite, XmlText
 
+from .support import hook_done
+
 
 @pytest.mark.parametrize("message", [tflow.tflow().request, tflow.tflow(resp=True).response])
 def test_copy_message_is_an_independent_equal_copy(message: http.Message):
@@ -99,7 +101,7 @@ async def _run_one(tmp_path: Path, config: dict[str, Any]) -> tuple[http.HTTPFlo
         tctx.configure(addon, datakit_config=str(path))
         flow = tflow.tflow()
         sent = flow.request
-        await addon.request(flow)
+        await hook_done(addon.request(flow))
         return flow, sent
 
 
@@ -108,6 +110,33 @@ async def test_a_plan_that_changes_nothing_keeps_the_clients_request(tmp_path: P
     flow, sent = await _run_one(tmp_path, config)
     assert flow.request is sent
     assert flow.comment.startswith("datakit PLAN_COMPLETE: 1/1 nodes ran")
+
+
+@pytest.mark.parametrize(
+    "config, waits",
+    [
+        ({"nodes": [{"name": "UNUSED", "type": "static", "values": {"a": 1}}]}, False),
+        ({"nodes": [{"name": "BODY", "type": "jq", "input": "service_response.body", "jq": ".",
+                     "output": "response.body"}]}, False),
+        # nothing listens on port 9 of 127.0.0.1: the call fails fast, but it is in flight when the hook returns
+        ({"nodes": [{"name": "CALL", "type": "call", "url": "http://127.0.0.1:9/"}]}, True),
+    ],
+)
+async def test_a_hook_returns_a_coroutine_only_while_a_call_is_in_flight(tmp_path: Path, config, waits):
+    addon = Datakit()
+    with taddons.context(addon) as tctx:
+        path = tmp_path / "flow.yaml"
+        path.write_text(yaml.safe_dump(config))
+        tctx.configure(addon, datakit_config=str(path))
+        flow = tflow.tflow()
+        pending = addon.request(flow)
+        assert (pending is not None) is waits
+        await hook_done(pending)
+        if flow.response is None:
+            flow.response = http.Response.make(200, b'{"a":1}', {"Content-Type": "application/json"})
+            assert addon.response(flow) is None
+        assert flow.comment.startswith("datakit PLAN_"), flow.comment  # the record is written either way
+        await addon.http.close()
 
 
 async def test_a_plan_that_changes_the_request_works_on_a_copy(tmp_path: Path):

@@ -16,8 +16,10 @@ import gc
 import logging
 import time
 import weakref
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mitmproxy import command, connection, ctx, exceptions, http
 
@@ -298,39 +300,62 @@ class Datakit:
         return deployment
 
     # -- access phase --------------------------------------------------------------------------
-    async def request(self, flow: http.HTTPFlow) -> None:
+    # The hooks are plain methods that return a coroutine only while a call is in flight: mitmproxy awaits what a
+    # hook returns, and most phases (every one without a call) finish synchronously, without coroutines.
+    def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         # A call flow replayed from mitmweb is live: it resends the call, the graph does not run on it.
         if flow.response or flow.error or not flow.live or CALL_KEY in flow.metadata:
-            return
+            return None
         leased = self.active.lease(flow)
         if leased is None:
-            return
+            return None
         deployment, release = leased
         original = flow.request
         kept = False
         try:
-            kept = await self._access(flow, deployment, release)
+            state = self._start_access(flow, deployment, release)
+            if state is None:
+                return None
+            if not self._ran_now(state):
+                kept = True  # until the coroutine ends
+                return self._access_later(flow, state)
+            kept = self._end_access(flow, state)
         except Exception:
-            flow.request = original
-            logger.exception("datakit: internal error while running the access phase")
-            self._answer_internal_error(flow)
+            self._access_failed(flow, original)
         finally:
             if not kept:
                 release()
+        return None
 
-    async def _access(self, flow: http.HTTPFlow, deployment: Deployment, release: Release) -> bool:
-        """Route the flow and run its plan; True when the response phase still needs the flow's state."""
+    async def _access_later(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        kept = False
+        try:
+            state.elapsed += await self._advance(flow, state.run)
+            kept = self._end_access(flow, state)
+        except Exception:
+            self._access_failed(flow, state.gateway.original)
+        finally:
+            if not kept:
+                state.release()
+
+    def _access_failed(self, flow: http.HTTPFlow, original: http.Request) -> None:
+        flow.request = original
+        logger.exception("datakit: internal error while running the access phase")
+        self._answer_internal_error(flow)
+
+    def _start_access(self, flow: http.HTTPFlow, deployment: Deployment, release: Release) -> FlowState | None:
+        """Route the flow and start its plan; None when the flow is done with (answered, or no plan runs)."""
         request_id = new_request_id()
         # Only routing needs the client's view up front; without it, the properties that read it build it.
         client = ClientView.of(flow) if deployment.router is not None else None
         facts = request_facts(flow, client, deployment) if client is not None else None
         selection = deployment.select(facts)
         if client is not None and not self._routable(flow, selection, client, request_id):
-            return False
+            return None
         plan = selection.plan
         if plan is None and selection.service is None:
             self._check_service(flow, selection, request_id)
-            return False
+            return None
         original = flow.request
         value = request_value(flow, plan.request_fields) if plan is not None else {}  # as the client sent it
         # Routing, property SETs (target, scheme) and writes go to a copy, swapped in at the end. The copy is
@@ -340,11 +365,11 @@ class Datakit:
             destination = deployment.destination(selection, facts)
             if destination is None:
                 flow.response = kong_answer(503, "failure to get a peer from the ring-balancer", request_id)
-                return False
+                return None
             flow.request = copy_message(original)
             send_to(flow.request, destination)
         if plan is None:
-            return False
+            return None
         gateway = FlowGateway(flow, client, deployment, selection, original=original)
         # `plan.debug` first: without it no header asks for a trace, and looking one up costs a few µs.
         tracing = plan.debug and plan.wants_trace(original.headers.get(TRACE_HEADER))
@@ -353,7 +378,13 @@ class Datakit:
         if calls is not None and isinstance(run, Run):
             calls.secrets = run.secrets  # 3.9/3.10 configs have no vault
         run.start(value)
-        state = FlowState(run, gateway, release, elapsed=await self._advance(flow, run))
+        return FlowState(run, gateway, release)
+
+    def _end_access(self, flow: http.HTTPFlow, state: FlowState) -> bool:
+        """Answer or write the flow by how its access phase ended; True when the response phase still needs the
+        flow's state."""
+        run, gateway = state.run, state.gateway
+        original = gateway.original
         if run.aborted:
             flow.request = original
             if flow.killable:
@@ -366,12 +397,12 @@ class Datakit:
             flow.request = original
             gateway.exited = True
             self._answer_exit(flow, state)
-        elif self._check_service(flow, selection, request_id):
+        elif self._check_service(flow, gateway.selection, run.ctx.request_id):
             flow.request = original
             state.own_response = True
         else:
             self._write_service_request(gateway, run)
-        if plan.needs_response_phase or tracing or gateway.response_status is not None:
+        if run.plan.needs_response_phase or run.trace is not None or gateway.response_status is not None:
             self._states[flow] = state  # the record is written when the response phase ends
             return True
         self._record(flow, state)
@@ -427,30 +458,53 @@ class Datakit:
         flow.response = http.Response.make(500, body, {"Content-Type": JSON})
 
     # -- response phase ------------------------------------------------------------------------
-    async def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         state = self._states.pop(flow, None)
         if state is None:
-            return
+            return None
+        later = None
         try:
             if flow.response is None:
-                return
-            run = state.run
+                return None
             if not state.own_response:
-                await self._response_phase(flow, state)
-            if run.trace is not None:
-                set_plain_body(flow.response, run.render_trace(), JSON)
+                state.run.provide_service_response(
+                    service_response_value(flow.response, state.run.plan.service_response_fields)
+                )
+                if not self._ran_now(state):
+                    later = self._response_later(flow, state)
+                    return later
+                self._end_response_phase(flow, state)
+            self._show_trace(flow, state)
         except Exception:
-            logger.exception("datakit: internal error while running the response phase")
-            self._answer_internal_error(flow)
+            self._response_failed(flow)
+        finally:
+            if later is None:
+                self._record(flow, state)
+                state.release()
+        return None
+
+    async def _response_later(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        try:
+            state.elapsed += await self._advance(flow, state.run)
+            self._end_response_phase(flow, state)
+            self._show_trace(flow, state)
+        except Exception:
+            self._response_failed(flow)
         finally:
             self._record(flow, state)
             state.release()
 
-    async def _response_phase(self, flow: http.HTTPFlow, state: FlowState) -> None:
+    def _response_failed(self, flow: http.HTTPFlow) -> None:
+        logger.exception("datakit: internal error while running the response phase")
+        self._answer_internal_error(flow)
+
+    def _show_trace(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        if state.run.trace is not None and flow.response is not None:
+            set_plain_body(flow.response, state.run.render_trace(), JSON)
+
+    def _end_response_phase(self, flow: http.HTTPFlow, state: FlowState) -> None:
         run = state.run
         assert flow.response is not None
-        run.provide_service_response(service_response_value(flow.response, run.plan.service_response_fields))
-        state.elapsed += await self._advance(flow, run)
         if run.aborted:
             return
         if run.failure is not None:
@@ -468,15 +522,18 @@ class Datakit:
             response.status_code = state.gateway.response_status
         flow.response = response
 
-    async def _advance(self, flow: http.HTTPFlow, run: Run | LegacyRun) -> float:
-        """Run what can run now; the seconds it took."""
+    def _ran_now(self, state: FlowState) -> bool:
+        """Run the nodes that can run without waiting; True when nothing is left in flight (the phase is over)."""
         began = time.perf_counter()
-        if isinstance(run, Run) and run.advance_now():
-            # Only sync nodes ran (most plans, and every phase without a call): nothing to wait for, nothing
-            # that a client going away could cancel.
-            return time.perf_counter() - began
+        done = isinstance(state.run, Run) and state.run.advance_now()
+        state.elapsed += time.perf_counter() - began
+        return done
+
+    async def _advance(self, flow: http.HTTPFlow, run: Run | LegacyRun) -> float:
+        """Run the phase to its end, calls in flight included; the seconds it took."""
         runs = self._inflight.setdefault(flow.client_conn.id, set())
         runs.add(run)
+        began = time.perf_counter()
         try:
             await run.advance()
             return time.perf_counter() - began
