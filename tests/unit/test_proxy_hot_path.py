@@ -4,10 +4,12 @@ something changes it."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +95,18 @@ def test_record_encoder_writes_nan_and_infinities_as_null():
     assert summary._encode([math.nan, math.inf, -math.inf]) == "[null,null,null]"
 
 
-async def _run_one(tmp_path: Path, config: dict[str, Any]) -> tuple[http.HTTPFlow, http.Request]:
+@contextlib.contextmanager
+def _configured(tmp_path: Path, config: dict[str, Any]) -> Iterator[Datakit]:
     addon = Datakit()
     with taddons.context(addon) as tctx:
         path = tmp_path / "flow.yaml"
         path.write_text(yaml.safe_dump(config))
         tctx.configure(addon, datakit_config=str(path))
+        yield addon
+
+
+async def _run_one(tmp_path: Path, config: dict[str, Any]) -> tuple[http.HTTPFlow, http.Request]:
+    with _configured(tmp_path, config) as addon:
         flow = tflow.tflow()
         sent = flow.request
         await hook_done(addon.request(flow))
@@ -123,11 +131,7 @@ async def test_a_plan_that_changes_nothing_keeps_the_clients_request(tmp_path: P
     ],
 )
 async def test_a_hook_returns_a_coroutine_only_while_a_call_is_in_flight(tmp_path: Path, config, waits):
-    addon = Datakit()
-    with taddons.context(addon) as tctx:
-        path = tmp_path / "flow.yaml"
-        path.write_text(yaml.safe_dump(config))
-        tctx.configure(addon, datakit_config=str(path))
+    with _configured(tmp_path, config) as addon:
         flow = tflow.tflow()
         pending = addon.request(flow)
         assert (pending is not None) is waits
