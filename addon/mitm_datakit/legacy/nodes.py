@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -126,10 +125,7 @@ def build_call(node: LegacyNode) -> AsyncNode:
                 raise NodeError(f"call error: {e}") from None
         request = OutboundRequest(method=method, url=target, headers=headers, body=body, timeout=timeout)
         try:
-            if ctx.on_call is None:
-                response = await ctx.http.send(request)
-            else:  # datakit_show_calls
-                response = await ctx.http.send_recorded(request, partial(ctx.on_call, node.name))
+            response = await ctx.send_call(node.name, request)
         except CallFailed as e:
             return {"error": str(e)}  # dispatch failed: only `error` is filled; body/headers stay empty
         content_type = next((v for k, v in response.headers if k.lower() == "content-type"), None)

@@ -8,7 +8,6 @@ content type fail the node.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
@@ -171,10 +170,7 @@ class Call(NodeType):
                 proxy_auth=(user, password or "") if proxy and user else None,
             )
             try:
-                if ctx.on_call is None:
-                    response = await ctx.http.send(request)
-                else:
-                    response = await ctx.http.send_recorded(request, partial(ctx.on_call, node_name))
+                response = await ctx.send_call(node_name, request)
             except CallFailed as e:
                 raise NodeError(str(e)) from None
             header_map = headers_to_map(response.headers)
