@@ -65,3 +65,8 @@ def log_safe(text: str) -> str:
     """`text` with control characters escaped (`\\n`, `\\x1b`): an error message that carries client input
     stays one log line, and can neither forge another line nor drive the terminal."""
     return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+def failure_log_line(index: int | None, name: str, message: str) -> str:
+    """Kong's log line for a failed node (`node #2 (AUTH) failed with error: "..."`), kept to one line."""
+    return f'node #{index} ({name}) failed with error: "{log_safe(message)}"'

@@ -24,7 +24,7 @@ from .implicit import REQUEST, SERVICE_RESPONSE, VAULT
 from .nodes.branch import BranchDecision
 from .nodes.exit import ExitResponse
 from .plan import InputEdge, Plan, PlanNode
-from .redact import log_safe, scrub
+from .redact import failure_log_line, scrub
 from .trace import Trace
 from .types import Value
 from .values import MessageWrite, coerce, header_map_lookup, type_name
@@ -67,7 +67,7 @@ class Failure:
     message: str  # already scrubbed of secrets
 
     def log_line(self) -> str:
-        return f'node #{self.node.index} ({self.node.name}) failed with error: "{log_safe(self.message)}"'
+        return failure_log_line(self.node.index, self.node.name, self.message)
 
 
 class Run:

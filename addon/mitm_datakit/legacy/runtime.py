@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 from ..context import RunContext
 from ..errors import ConfigError, ConfigIssue, NodeError
 from ..nodes.exit import ExitResponse
-from ..redact import log_safe, mask_headers
+from ..redact import failure_log_line, mask_headers
 from ..resources import PlanResources
 from ..types import Value
 from ..values import MessageWrite, header_map_lookup, header_ops
@@ -93,7 +93,7 @@ class LegacyFailure:
     message: str
 
     def log_line(self) -> str:
-        return f'node #{self.node.index} ({self.node.name}) failed with error: "{log_safe(self.message)}"'
+        return failure_log_line(self.node.index, self.node.name, self.message)
 
 
 class LegacyRun:
