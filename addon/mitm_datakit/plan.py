@@ -27,11 +27,12 @@ from .implicit import (
 from .nodes import REGISTRY, NodeType
 from .nodes.base import AsyncRun, BuildError, NodeSpec, SyncRun
 from .resources import PlanResources
+from .runtime import Run
+from .trace import Trace, trace_requested
 from .types import SELF, DkType
 
 if TYPE_CHECKING:
     from .context import RunContext
-    from .runtime import Run
 
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,254}")
 VAULT_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
@@ -63,6 +64,11 @@ class InputEdge:
     dst_type: DkType
     header_lookup: bool = False  # the path indexes a header map: match names case-insensitively
     spread: bool = False  # any -> object expansion: the value must be an object at run time
+    # The provider's whole value, delivered as it is (no field, no path, no conversion): a chain's edge.
+    direct: bool = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "direct", self.src_field is None and not self.path and self.dst_type is DkType.ANY)
 
 
 @dataclass
@@ -79,11 +85,12 @@ class PlanNode:
     after_proxying: bool = False
     object_output: bool = False  # its value is an object of named fields (call, static, request, ...)
     controls: dict[str, tuple[int, ...]] = field(default_factory=dict)  # branch: list field -> node ids
+    # User nodes run, and so do the sinks (they record their write); the adapter provides the sources. Known at
+    # build time: the runtime asks once per node per request.
+    runs_in_run: bool = field(init=False)
 
-    @property
-    def runs_in_run(self) -> bool:
-        """User nodes run, and so do the sinks (they record their write); the adapter provides the sources."""
-        return self.index is not None or self.name in (SERVICE_REQUEST, RESPONSE)
+    def __post_init__(self) -> None:
+        self.runs_in_run = self.index is not None or self.name in (SERVICE_REQUEST, RESPONSE)
 
 
 @dataclass
@@ -111,18 +118,10 @@ class Plan:
 
     def wants_trace(self, header_value: str | None) -> bool:
         """`debug: true` and an `X-DataKit-Debug-Trace` value Kong 3.11+ accepts (spec §7.2)."""
-        from .trace import trace_requested
-
         return self.debug and trace_requested(header_value)
 
     def new_run(self, ctx: RunContext, *, tracing: bool) -> Run:
-        from .runtime import Run  # here, not at the top: runtime imports this module
-
-        if not tracing:
-            return Run(self, ctx)
-        from .trace import Trace
-
-        return Run(self, ctx, trace=Trace())
+        return Run(self, ctx, trace=Trace() if tracing else None)
 
 
 def build_plan(config: Mapping[str, Any]) -> Plan:

@@ -16,19 +16,21 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .context import RunContext
 from .errors import InputTypeError, NodeError
 from .implicit import REQUEST, SERVICE_RESPONSE, VAULT
 from .nodes.branch import BranchDecision
 from .nodes.exit import ExitResponse
-from .plan import InputEdge, Plan, PlanNode
 from .redact import failure_log_line, scrub
 from .trace import Trace
 from .types import Value
 from .values import MessageWrite, coerce, header_map_lookup, type_name
 from .vault import MissingSecret, resolve
+
+if TYPE_CHECKING:  # plan.py builds Runs: it imports this module
+    from .plan import InputEdge, Plan, PlanNode
 
 logger = logging.getLogger("mitm_datakit")
 
@@ -73,16 +75,21 @@ class Failure:
 class Run:
     """One request walking a Plan. Not shared between requests; never touches mitmproxy."""
 
+    # One Run per request: slots make it smaller and quicker to build than an instance dict.
+    __slots__ = (
+        "plan", "ctx", "trace", "values", "status", "skipped_any", "pending", "ready", "tasks", "settled", "_wakeup",
+        "began", "started", "took", "inputs", "exit", "failure", "errors", "writes", "secrets", "aborted",
+    )
+
     def __init__(self, plan: Plan, ctx: RunContext, *, trace: Trace | None = None) -> None:
         self.plan = plan
         self.ctx = ctx
         self.trace = trace
         count = len(plan.nodes)
         self.values: list[Value] = [None] * count
-        self.done = [False] * count
-        self.skipped = [False] * count
-        self.skipped_any = False  # most runs skip nothing; then no release looks for skipped providers
+        # A node's status says all: COMPLETE is "its value is there", SKIPPED "a branch left it out".
         self.status = [PENDING] * count
+        self.skipped_any = False  # most runs skip nothing; then no release looks for skipped providers
         self.pending = list(plan.initial_pending)
         self.ready: deque[int] = deque()
         self.tasks: dict[asyncio.Task[Value], int] = {}
@@ -165,7 +172,6 @@ class Run:
 
     def _complete(self, node: PlanNode, value: Value) -> None:
         self.values[node.id] = value
-        self.done[node.id] = True
         self.status[node.id] = COMPLETE
         for dependent in node.dependents:
             self._release(dependent)
@@ -173,18 +179,17 @@ class Run:
     def _release(self, node_id: int) -> None:
         """One provider of `node_id` completed or was skipped."""
         self.pending[node_id] -= 1
-        if self.pending[node_id] or self.done[node_id] or self.skipped[node_id]:
+        if self.pending[node_id] or self.status[node_id] != PENDING:
             return
         node = self.plan.nodes[node_id]
-        if self.skipped_any and node.index is not None and any(self.skipped[p] for p in node.providers):
+        if self.skipped_any and node.index is not None and any(self.status[p] == SKIPPED for p in node.providers):
             self._skip(node)  # a node that depends on a skipped node is skipped too (decisions.md)
         elif node.runs_in_run:
             self.ready.append(node_id)
 
     def _skip(self, node: PlanNode) -> None:
-        if self.done[node.id] or self.skipped[node.id]:
+        if self.status[node.id] in (COMPLETE, SKIPPED):
             return
-        self.skipped[node.id] = True
         self.skipped_any = True
         self.status[node.id] = SKIPPED
         if self.trace:
@@ -277,7 +282,6 @@ class Run:
             if self.trace:
                 self.trace.event(node, "complete")
             self.values[node.id] = None
-            self.done[node.id] = True
             self.status[node.id] = COMPLETE
             return
         if self.trace:
@@ -323,8 +327,12 @@ class Run:
     # -- inputs --------------------------------------------------------------------------------
     def _gather(self, node: PlanNode) -> dict[str, Value]:
         inputs: dict[str, Value] = {}
+        status, values = self.status, self.values
         for edge in node.inputs:
-            if not self.done[edge.src]:
+            if status[edge.src] != COMPLETE:
+                continue
+            if edge.direct:
+                inputs[edge.dst_field] = values[edge.src]
                 continue
             try:
                 value = self._edge_value(edge)
@@ -362,7 +370,7 @@ class Run:
             return provider if provider.index is not None else node
         for edge in node.inputs:
             provider = self.plan.nodes[edge.src]
-            if provider.index is not None and self.done[edge.src]:
+            if provider.index is not None and self.status[edge.src] == COMPLETE:
                 return provider
         return node
 
@@ -371,7 +379,7 @@ class Run:
     def plan_status(self) -> str:
         if self.failure:
             return PLAN_ERROR
-        if self.exit or all(self.done[n.id] or self.skipped[n.id] for n in self.plan.user_nodes):
+        if self.exit or all(self.status[n.id] in (COMPLETE, SKIPPED) for n in self.plan.user_nodes):
             return PLAN_COMPLETE
         return PLAN_RUNNING
 

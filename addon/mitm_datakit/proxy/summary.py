@@ -39,9 +39,10 @@ def finish(flow: http.HTTPFlow, run: Run | LegacyRun, elapsed: float, *, record:
     timeline. This is bookkeeping only: an exception in it is logged, never raised into the flow.
     """
     try:
-        summary = _summary(run, elapsed)
-        if record and isinstance(run, Run):
-            summary["nodes"] = _timeline(run)
+        if isinstance(run, Run):
+            summary = _run_summary(run, elapsed, record)
+        else:
+            summary = _summary(run.plan_status, run, sum(run.started), elapsed, [])
         flow.metadata[KEY] = summary
         flow.comment = comment_line(summary)
         if summary["status"] == PLAN_ERROR:
@@ -50,29 +51,39 @@ def finish(flow: http.HTTPFlow, run: Run | LegacyRun, elapsed: float, *, record:
         logger.exception("datakit: could not record the run on its flow")
 
 
-def _summary(run: Run | LegacyRun, elapsed: float) -> dict[str, Any]:
+def _summary(status: str, run: Run | LegacyRun, ran: int, elapsed: float, secrets: list[str]) -> dict[str, Any]:
     """The fields every Datakit flow carries, for current and legacy runs alike."""
-    secrets = run.secrets if isinstance(run, Run) else []
     # A legacy run with a trace requested reports no `failure` (the trace replaced the 500): its
     # comment then says PLAN_ERROR without naming the node.
-    failure = run.failure
     summary: dict[str, Any] = {
-        "status": run.plan_status,
+        "status": status,
         "request_id": run.ctx.request_id,
         "elapsed_ms": round(elapsed * 1000, 3),
-        "ran": _ran(run),
+        "ran": ran,
         "total": len(run.plan.user_nodes),
     }
+    failure = run.failure
     if failure is not None:
         summary["failed_node"] = failure.node.name
         summary["error"] = scrub(failure.message, secrets)
     return summary
 
 
-def _ran(run: Run | LegacyRun) -> int:
-    if isinstance(run, Run):
-        return sum(1 for n in run.plan.user_nodes if run.status[n.id] in (COMPLETE, FAILED))
-    return sum(run.started)  # only user nodes are ever started
+def _run_summary(run: Run, elapsed: float, record: bool) -> dict[str, Any]:
+    """The summary of a 3.11+ run, with its timeline when `record`: one pass over the nodes for both (this runs
+    for every flow)."""
+    statuses = run.status
+    ran = 0
+    for node in run.plan.user_nodes:
+        if statuses[node.id] in _RAN:
+            ran += 1
+    summary = _summary(run.plan_status, run, ran, elapsed, run.secrets)
+    if record:
+        summary["nodes"] = _timeline(run)
+    return summary
+
+
+_RAN = (COMPLETE, FAILED)
 
 
 def comment_line(summary: dict[str, Any]) -> str:
@@ -89,28 +100,39 @@ def comment_line(summary: dict[str, Any]) -> str:
 
 def _timeline(run: Run) -> list[dict[str, Any]]:
     nodes: list[dict[str, Any]] = []
+    statuses, started, took, inputs_of, errors, values = (
+        run.status, run.started, run.took, run.inputs, run.errors, run.values)
+    secrets = run.secrets
     for node in run.plan.user_nodes:
-        entry: dict[str, Any] = {"name": node.name, "type": node.type_name, "status": run.status[node.id]}
-        started = run.started.get(node.id)
-        if started is not None:
-            entry["start_ms"] = round(started * 1000, 3)
-            took = run.took.get(node.id)
-            if took is not None:
-                entry["duration_ms"] = round(took * 1000, 3)
-        inputs = run.inputs.get(node.id)
+        node_id = node.id
+        status = statuses[node_id]
+        entry: dict[str, Any] = {"name": node.name, "type": node.type_name, "status": status}
+        start = started.get(node_id)
+        if start is not None:
+            entry["start_ms"] = _ms(start)
+            duration = took.get(node_id)
+            if duration is not None:
+                entry["duration_ms"] = _ms(duration)
+        inputs = inputs_of.get(node_id)
         if inputs:
             # A node-wise input (`input: request.body`) is shown as the value itself, not under "$self".
-            shown = _small_json(inputs[SELF] if len(inputs) == 1 and SELF in inputs else inputs, run.secrets)
+            shown = _small_json(inputs[SELF] if len(inputs) == 1 and SELF in inputs else inputs, secrets)
             if shown is not None:
                 entry["inputs"] = shown
-        if node.id in run.errors:
-            entry["error"] = run.errors[node.id]
-        elif run.status[node.id] == COMPLETE and run.values[node.id] is not None:
-            output = _small_json(run.values[node.id], run.secrets)
+        if node_id in errors:
+            entry["error"] = errors[node_id]
+        elif status == COMPLETE and values[node_id] is not None:
+            output = _small_json(values[node_id], secrets)
             if output is not None:
                 entry["output"] = output
         nodes.append(entry)
     return nodes
+
+
+def _ms(seconds: float) -> float:
+    """Seconds as ms to the µs, as round(seconds * 1000, 3) writes them (they differ in the last digit at most, which
+    a µs clock reading does not have): round() with digits costs several times as much, twice per node."""
+    return int(seconds * 1_000_000 + 0.5) / 1000
 
 
 def _small_json(value: Value, secrets: list[str]) -> str | None:
@@ -123,13 +145,21 @@ def _small_json(value: Value, secrets: list[str]) -> str | None:
         return None
     # Masking walks and copies the whole value in Python, several times the cost of encoding it: do it
     # only for the few values that have a secret-bearing header name as a key (only objects have keys).
-    if isinstance(value, (dict, list)):
-        lowered = text.lower()
-        for key in _MASKED_KEYS:  # a loop, not any(...): no generator to allocate per value
-            if key in lowered:
-                text = _encode(mask_headers(value))
-                break
+    if isinstance(value, (dict, list)) and _names_a_masked_header(text.lower()):
+        text = _encode(mask_headers(value))
     return scrub(text, secrets) if secrets else text
+
+
+def _names_a_masked_header(lowered: str) -> bool:
+    """Whether compact JSON text (lower-cased) has a masked header name as an object key."""
+    # Half as many scans for the values that have none (nearly all): each name's key ends in one of the endings.
+    for ending in _MASKED_KEY_ENDINGS:  # loops, not any(...): no generator to allocate per value
+        if ending in lowered:
+            for key in _MASKED_KEYS:
+                if key in lowered:
+                    return True
+            return False
+    return False
 
 
 def _plain(value: object) -> str:
@@ -161,6 +191,8 @@ def _encode(value: Value) -> str:
     return "".join(_C_ENCODER(value, 0))
 
 
-# A masked header name as an object key (substring tests measured faster than one regex here).
+# A masked header name as an object key (substring tests measured faster than one regex here), and the endings of
+# those keys (every masked name ends in one of these; tests/unit/test_proxy_hot_path.py checks it).
 _MASKED_KEYS = tuple(f'"{name}":' for name in MASKED_HEADERS)
+_MASKED_KEY_ENDINGS = ('authorization":', 'key":', 'cookie":', 'username":', '-id":', 'identifier":')
 
