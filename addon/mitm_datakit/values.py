@@ -169,7 +169,10 @@ def headers_to_map(fields: Iterable[tuple[str, str]]) -> dict[str, Value]:
     casing: dict[str, str] = {}
     for name, val in fields:
         key = casing.setdefault(name.lower(), name)
-        _add_repeated(result, key, val)
+        if key in result:
+            _add_repeated(result, key, val)
+        else:  # the usual case, without a call
+            result[key] = val
     return result
 
 

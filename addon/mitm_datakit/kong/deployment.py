@@ -72,11 +72,13 @@ class Deployment:
         for plugin in kong.plugins:
             if plugin.id in plans:
                 self._by_scope[(plugin.route_id, plugin.service_id)] = plans[plugin.id]
+        # Without routes every flow gets the global plugin's plan: one Selection serves them all (it is frozen).
+        self._unrouted = Selection(None, None, self._by_scope.get((None, None)))
 
     def select(self, facts: RequestFacts | None) -> Selection:
         """`facts` may be None when the file does not route (no services or routes)."""
         if self.router is None:
-            return Selection(None, None, self._by_scope.get((None, None)))
+            return self._unrouted
         assert facts is not None
         match = self.router.match(facts)
         if match is None:

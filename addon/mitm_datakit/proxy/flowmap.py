@@ -51,7 +51,12 @@ def copy_message(message: AnyMessage) -> AnyMessage:
 
 
 def header_map(headers: http.Headers) -> dict[str, Value]:
-    return headers_to_map((_text(k), _text(v)) for k, v in headers.fields)
+    fields = headers.fields
+    try:  # one comprehension for the usual all-UTF-8 head: a call per field costs more than the decoding
+        pairs = [(name.decode(), value.decode()) for name, value in fields]
+    except UnicodeDecodeError:
+        pairs = [(_text(name), _text(value)) for name, value in fields]
+    return headers_to_map(pairs)
 
 
 def body_value(message: http.Message, *, decode_form: bool) -> Value:
@@ -94,11 +99,15 @@ def http_version_number(version: str) -> float | int:
     return int(number) if number.is_integer() else number
 
 
+_PATH_FIELDS = frozenset(("query", "path", "raw_path", "raw_query"))
+
+
 def request_value(flow: http.HTTPFlow, fields: frozenset[str]) -> dict[str, Value]:
     """Only the fields some node reads are computed: decoding a body is not free."""
     request = flow.request
-    raw_path, _, raw_query = request.path.partition("?")
     value: dict[str, Value] = {}
+    if fields & _PATH_FIELDS:  # mitmproxy decodes the path on every read
+        raw_path, _, raw_query = request.path.partition("?")
     if "body" in fields:
         value["body"] = body_value(request, decode_form=True)
     if "headers" in fields:
@@ -208,6 +217,8 @@ def set_plain_body(message: http.Message, body: bytes, content_type: str | None 
 def _apply_header_ops(headers: http.Headers, write: MessageWrite) -> None:
     """Set (or, for None, remove) each written header, as `headers.set_all(name, values)` and `headers.pop(name)`
     one after the other do, in one pass over the fields: mitmproxy's each lower-case every field name."""
+    if not write.header_ops:
+        return
     ops: dict[bytes, tuple[bytes, list[bytes]]] = {}
     for name, values in write.header_ops:
         raw = safe_header_name(name).encode("ascii")  # escaped to token characters: ASCII
