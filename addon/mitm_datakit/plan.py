@@ -7,6 +7,7 @@ reported together, each naming the node (1-based index and name), the field and 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,6 +92,12 @@ class PlanNode:
 
     def __post_init__(self) -> None:
         self.runs_in_run = self.index is not None or self.name in (SERVICE_REQUEST, RESPONSE)
+
+    @functools.cached_property
+    def has_body_input(self) -> bool:
+        """Whether something is connected to the node's `body` input (a sink then writes a body). Asked on every
+        request, computed once: all edges are in place before the first request."""
+        return any(edge.dst_field == "body" for edge in self.inputs)
 
 
 @dataclass

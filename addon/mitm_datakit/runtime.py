@@ -160,8 +160,9 @@ class Run:
 
         True when no call is in flight: then `advance()` would have nothing to wait for, and the caller can skip it.
         """
-        while self.ready and not self.finished and not self.aborted:
-            self._start_node(self.plan.nodes[self.ready.popleft()])
+        nodes, ready = self.plan.nodes, self.ready
+        while ready and self.exit is None and self.failure is None and not self.aborted:  # not `finished`: no call
+            self._start_node(nodes[ready.popleft()])
         return not self.tasks
 
     def _provide(self, name: str, value: Value) -> None:
@@ -205,9 +206,7 @@ class Run:
             return
         if node.index is None:  # a sink: remember what to write (nothing when nothing is connected to it)
             if node.inputs:
-                self.writes[node.name] = MessageWrite.from_inputs(
-                    inputs, has_body=any(e.dst_field == "body" for e in node.inputs)
-                )
+                self.writes[node.name] = MessageWrite.from_inputs(inputs, has_body=node.has_body_input)
             self._complete(node, None)
             return
         self.status[node.id] = RUNNING

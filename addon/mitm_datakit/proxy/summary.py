@@ -194,5 +194,5 @@ def _encode(value: Value) -> str:
 # A masked header name as an object key (substring tests measured faster than one regex here), and the endings of
 # those keys (every masked name ends in one of these; tests/unit/test_proxy_hot_path.py checks it).
 _MASKED_KEYS = tuple(f'"{name}":' for name in MASKED_HEADERS)
-_MASKED_KEY_ENDINGS = ('authorization":', 'key":', 'cookie":', 'username":', '-id":', 'identifier":')
+_MASKED_KEY_ENDINGS = ('authorization":', 'key":', 'cookie":', 'username":', 'er-id":', 'om-id":', 'identifier":')
 
