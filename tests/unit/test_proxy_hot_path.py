@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import gzip
 import json
 import math
 import warnings
@@ -30,13 +31,14 @@ from mitm_datakit.proxy.flowmap import (
     _apply_header_ops,
     _apply_header_ops_one_by_one,
     apply_write,
+    body_value,
     copy_message,
     make_response,
     new_response,
     set_plain_body,
 )
 from mitm_datakit.redact import MASKED_HEADERS, mask_headers
-from mitm_datakit.values import MessageWrite, XmlText
+from mitm_datakit.values import MessageWrite, XmlText, body_text, decode_body
 
 from .support import hook_done
 
@@ -121,6 +123,34 @@ def test_record_encoder_writes_what_json_writes(value: Any):
 
 def test_record_encoder_writes_nan_and_infinities_as_null():
     assert summary._encode([math.nan, math.inf, -math.inf]) == "[null,null,null]"
+
+
+def _general_body_value(message: http.Message) -> Any:
+    """What body_value read before its one-pass header lookup: mitmproxy's own getters."""
+    raw = message.get_content(strict=False) or b""
+    try:
+        return decode_body(raw, message.headers.get("content-type"))
+    except ValueError:
+        return body_text(raw)
+
+
+@pytest.mark.parametrize(
+    ("fields", "content"),
+    [
+        ([(b"Content-Type", b"application/json")], b'{"a": 1}'),
+        ([(b"content-type", b"application/json"), (b"Content-Encoding", b"gzip")], gzip.compress(b'{"a": 2}')),
+        ([(b"Content-Type", b"text/plain"), (b"CONTENT-TYPE", b"application/json")], b'{"a": 3}'),  # joined: text
+        ([(b"Content-Type", b"application/json"), (b"Content-Encoding", b"")], b"[1]"),
+        ([(b"Content-Type", b"application/json"), (b"content-encoding", b"bogus")], b"[2]"),  # not decodable
+        ([(b"Content-Type", b"application/json")], b"{bad"),
+        ([], b"\xff\xfe"),
+        ([(b"X-Other", b"1")], b""),
+    ],
+)
+def test_body_value_reads_the_headers_as_mitmproxys_getters_do(fields: list[tuple[bytes, bytes]], content: bytes):
+    message = http.Response.make(200, b"", http.Headers(fields))
+    message.raw_content = content
+    assert body_value(message, decode_form=False) == _general_body_value(message)
 
 
 @pytest.mark.parametrize("name", sorted(MASKED_HEADERS))

@@ -61,12 +61,29 @@ def header_map(headers: http.Headers) -> dict[str, Value]:
 
 def body_value(message: http.Message, *, decode_form: bool) -> Value:
     """The decoded body; a JSON content type with invalid JSON gives the raw text (decisions.md)."""
-    raw = message.get_content(strict=False) or b""
-    content_type = message.headers.get("content-type")
+    content_type, encoded = _body_headers(message.headers)
+    # Without a Content-Encoding field, get_content would look for one and give raw_content.
+    raw = (message.get_content(strict=False) if encoded else message.raw_content) or b""
     try:
         return decode_body(raw, content_type, decode_form=decode_form)
     except ValueError:
         return body_text(raw)
+
+
+def _body_headers(headers: http.Headers) -> tuple[str | None, bool]:
+    """`headers.get("content-type")` (repeated fields joined, as mitmproxy joins them) and whether a Content-Encoding
+    field is there, in one pass: each of mitmproxy's lookups lower-cases every field name through a method call."""
+    types: list[bytes] = []
+    encoded = False
+    for name, value in headers.fields:
+        lowered = name.lower()
+        if lowered == b"content-type":
+            types.append(value)
+        elif lowered == b"content-encoding":
+            encoded = True
+    if not types:
+        return None, encoded
+    return b", ".join(types).decode("utf-8", "surrogateescape"), encoded
 
 
 def normalize_path(raw_path: str) -> str:
