@@ -128,6 +128,12 @@ def test_validate_exit_status_and_summary(tmp_path, capsys, files, status, summa
         pytest.param("nodes: [\n", "invalid YAML at line 2, column 1", id="syntax"),
         pytest.param("", "the file is empty", id="empty"),
         pytest.param("- a\n", "expected a map at the top level", id="list"),
+        pytest.param("nodes: " + "[" * 3000 + "]" * 3000 + "\n", "invalid YAML: nested too deeply", id="deep"),
+        pytest.param(
+            "nodes:\n- name: S\n  type: static\n  values: &a {x: *a}\n",
+            "field 'nodes[0].values.x': a YAML alias refers to a value that contains it",
+            id="recursive-alias",
+        ),
     ],
 )
 def test_loader_messages_are_not_prefixed_twice_with_the_file(tmp_path, capsys, text, message) -> None:

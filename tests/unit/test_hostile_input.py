@@ -567,3 +567,22 @@ def test_yaml_values_that_json_has_no_type_for_are_config_errors(text, field, ki
     (issue,) = caught.value.issues
     assert issue.field == field
     assert issue.message == f"kong.yaml: a YAML {kind} is not a JSON value; quote it to keep it as text"
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message"),
+    [
+        ("nodes:\n- name: S\n  type: static\n  values: &a {x: [1, *a]}\n", "nodes[0].values.x[1]",
+         "kong.yaml: a YAML alias refers to a value that contains it; JSON has no such value"),
+        ("nodes:\n- name: S\n  type: static\n  values: " + "[" * 3000 + "]" * 3000 + "\n", None,
+         "kong.yaml: invalid YAML: nested too deeply"),
+    ],
+    ids=["alias-inside-its-anchor", "nested-3000-deep"],
+)
+def test_yaml_that_would_recurse_forever_or_too_deep_is_a_config_error(text, field, message):
+    """A value containing itself (`&a [*a]`) and very deep nesting each ended in RecursionError, a traceback in
+    `datakit validate` instead of an error naming the file."""
+    with pytest.raises(ConfigError) as caught:
+        load_deployment(text, source="kong.yaml")
+    (issue,) = caught.value.issues
+    assert (issue.field, issue.message) == (field, message)

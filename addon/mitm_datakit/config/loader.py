@@ -21,6 +21,19 @@ def load_config(text: str, *, source: str = "<config>") -> dict[str, Any]:
     Accepts the bare `config` object (`nodes: ...`) or a whole plugin entity
     (`name: datakit` + `config: {...}`), as the Admin API and decK files carry it.
     """
+    document = parse_document(text, source=source)
+    if document.get("name") == "datakit":
+        # A plugin entity: without this check a non-map `config` would surface as confusing
+        # "unknown field: name/config" issues of a bare config.
+        if not isinstance(document.get("config"), dict):
+            raise ConfigError([ConfigIssue(f"{source}: the datakit plugin's `config` must be a map")])
+        return document["config"]
+    return document
+
+
+def parse_document(text: str, *, source: str) -> dict[str, Any]:
+    """The file's top-level map; ConfigError for a syntax error, an empty file, another top level or a value JSON
+    cannot hold."""
     try:
         document = YAML(typ="safe", pure=True).load(text)
     except YAMLError as e:
@@ -28,17 +41,13 @@ def load_config(text: str, *, source: str = "<config>") -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError([ConfigIssue(f"{source}: invalid YAML{where}: {problem}")]) from None
+    except RecursionError:  # the parser recurses per level: `[[[[...` a few thousand deep
+        raise ConfigError([ConfigIssue(f"{source}: invalid YAML: nested too deeply")]) from None
     if document is None:
         raise ConfigError([ConfigIssue(f"{source}: the file is empty")])
     if not isinstance(document, dict):
         raise ConfigError([ConfigIssue(f"{source}: expected a map at the top level")])
     refuse_non_json(document, source=source)
-    if document.get("name") == "datakit":
-        # A plugin entity: without this check a non-map `config` would surface as confusing
-        # "unknown field: name/config" issues of a bare config.
-        if not isinstance(document.get("config"), dict):
-            raise ConfigError([ConfigIssue(f"{source}: the datakit plugin's `config` must be a map")])
-        return document["config"]
     return document
 
 
@@ -55,29 +64,38 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
-def _non_json(value: Any, path: str) -> tuple[str, Any] | None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, _JSON_SCALARS):
-                return path or "(top level)", key
-            found = _non_json(item, f"{path}.{key}" if path else str(key))
+def _non_json(value: Any, path: str, enclosing: set[int]) -> tuple[str, str] | None:
+    """The first value JSON cannot hold, as (where, why); `enclosing` holds the containers `value` is inside."""
+    if isinstance(value, (dict, list)):
+        if id(value) in enclosing:  # `&a [*a]`: an alias inside its own anchor
+            return path or "(top level)", "a YAML alias refers to a value that contains it; JSON has no such value"
+        enclosing.add(id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(value, dict) and not isinstance(key, _JSON_SCALARS):
+                return path or "(top level)", _not_json_reason(key)
+            where = f"{path}[{key}]" if isinstance(value, list) else f"{path}.{key}" if path else str(key)
+            found = _non_json(item, where, enclosing)
             if found:
                 return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _non_json(item, f"{path}[{index}]")
-            if found:
-                return found
+        enclosing.discard(id(value))
     elif not isinstance(value, _JSON_SCALARS):
-        return path, value
+        return path, _not_json_reason(value)
     return None
+
+
+def _not_json_reason(value: Any) -> str:
+    return f"a YAML {type(value).__name__} is not a JSON value; quote it to keep it as text"
 
 
 def refuse_non_json(document: dict[str, Any], *, source: str) -> None:
     """ConfigError for a value JSON has no type for: an unquoted date (`name: 2024-01-01`), `!!binary`,
-    `!!set`. YAML gives them as Python dates, bytes or sets, which the checks after this one never expect."""
-    found = _non_json(document, "")
+    `!!set`, an alias inside its own anchor. YAML gives them as Python dates, bytes, sets or a value that
+    contains itself, which the checks after this one never expect."""
+    try:
+        found = _non_json(document, "", set())
+    except RecursionError:
+        raise ConfigError([ConfigIssue(f"{source}: invalid YAML: nested too deeply")]) from None
     if found:
-        path, value = found
-        message = f"{source}: a YAML {type(value).__name__} is not a JSON value; quote it to keep it as text"
-        raise ConfigError([ConfigIssue(message, field=path)])
+        path, reason = found
+        raise ConfigError([ConfigIssue(f"{source}: {reason}", field=path)])

@@ -41,7 +41,7 @@ class SourceMap:
         except MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             return cls(None, Position(mark.line + 1, mark.column + 1) if mark else None)
-        except YAMLError:
+        except (YAMLError, RecursionError):  # RecursionError: nested a few thousand deep; the loader says so
             return cls(None)
         return cls(_config_node(root))
 

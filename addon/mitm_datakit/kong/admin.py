@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..config.loader import parse_document
 from ..errors import ConfigError, ConfigIssue
 from .admin_errors import AdminError, declarative_error, pretty, violation
 from .deployment import DATAKIT, Deployment
-from .document import EditableDocument, parse_yaml
+from .document import EditableDocument
 from .entities import Location, Plugin
 
 SCOPES = (
@@ -151,7 +152,7 @@ def replace_config(payload: Any, *, as_json: bool) -> Change:
         payload = payload["config"]
     if isinstance(payload, str):
         try:
-            document = parse_yaml(payload, source="config")
+            document = parse_document(payload, source="config")
         except ConfigError as e:
             raise AdminError(400, declarative_error(e.issues)) from None
         text = payload

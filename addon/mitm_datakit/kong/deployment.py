@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, ConfigIssue
+from ..config.loader import parse_document
 from ..dialect import plan_config
+from ..errors import ConfigError, ConfigIssue
 from ..legacy.runtime import LegacyPlan
 from ..plan import Plan
 from .balancer import RoundRobin
 from .declarative import read_document
-from .document import parse_yaml
 from .entities import KongConfig, Plugin, Route, Service, Target
 from .issues import scoped
 from .raw import HTTP_SCHEME
@@ -160,7 +160,7 @@ def load_deployment(text: str, *, source: str, compat: str = "auto") -> Deployme
 
     `compat` picks the Datakit dialect of its plugins: "3.10", "3.11", or "auto" (by the config's forms).
     """
-    kong, entity_issues = read_document(parse_yaml(text, source=source), now=int(time.time()))
+    kong, entity_issues = read_document(parse_document(text, source=source), now=int(time.time()))
     plans: dict[str, AnyPlan] = {}
     dialects: list[str] = []
     issues: list[ConfigIssue] = list(entity_issues)

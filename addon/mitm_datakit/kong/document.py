@@ -13,28 +13,8 @@ from collections.abc import MutableMapping, MutableSequence
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
-from ..config.loader import refuse_non_json
-from ..errors import ConfigError, ConfigIssue
 from .entities import Location
-
-
-def parse_yaml(text: str, *, source: str) -> dict[str, Any]:
-    """The file's top-level map; ConfigError for a syntax error, an empty file or another top level."""
-    try:
-        document = YAML(typ="safe", pure=True).load(text)
-    except YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError([ConfigIssue(f"{source}: invalid YAML{where}: {problem}")]) from None
-    if document is None:
-        raise ConfigError([ConfigIssue(f"{source}: the file is empty")])
-    if not isinstance(document, dict):
-        raise ConfigError([ConfigIssue(f"{source}: expected a map at the top level")])
-    refuse_non_json(document, source=source)
-    return document
 
 
 class EditableDocument:
