@@ -38,7 +38,7 @@ from mitm_datakit.proxy.flowmap import (
     set_plain_body,
 )
 from mitm_datakit.redact import MASKED_HEADERS, mask_headers
-from mitm_datakit.values import MessageWrite, XmlText, body_text, decode_body
+from mitm_datakit.values import MessageWrite, XmlText, body_text, decode_body, json_dumps
 
 from .support import hook_done
 
@@ -119,6 +119,25 @@ def _nested(depth: int) -> Any:
 def test_record_encoder_writes_what_json_writes(value: Any):
     plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=summary._plain)
     assert summary._encode(value) == plain.encode(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, 3, 2.5, 1e16, "é\"\n\u2028\x00", [1, "a", None], {"k": {"n": [1.0, False]}}, 2**70, {1: "a"},
+     XmlText("<a/>"), _nested(300)],
+)
+def test_body_encoder_writes_what_the_json_encoder_writes(value: Any):
+    assert json_dumps(value) == json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(value)
+
+
+@pytest.mark.parametrize(("value", "error"), [(math.nan, ValueError), (b"raw", TypeError), ({(1, 2): 3}, TypeError)])
+def test_body_encoder_refuses_what_the_json_encoder_refuses(value: Any, error: type[Exception]):
+    reference = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    with pytest.raises(error) as expected:
+        reference.encode(value)
+    with pytest.raises(error) as caught:
+        json_dumps(value)
+    assert str(caught.value) == str(expected.value)
 
 
 def test_record_encoder_writes_nan_and_infinities_as_null():
