@@ -161,7 +161,7 @@ class Run:
         True when no call is in flight: then `advance()` would have nothing to wait for, and the caller can skip it.
         """
         nodes, ready = self.plan.nodes, self.ready
-        while ready and self.exit is None and self.failure is None and not self.aborted:  # not `finished`: no call
+        while ready and self.exit is None and self.failure is None and not self.aborted:  # `finished`, inlined
             self._start_node(nodes[ready.popleft()])
         return not self.tasks
 
