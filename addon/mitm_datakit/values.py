@@ -206,6 +206,8 @@ def header_ops(headers: dict[str, Value], skip: frozenset[str] = frozenset()) ->
     (lower case) are left out."""
     ops: HeaderOps = []
     for name, val in headers.items():
+        if not isinstance(name, str):  # a YAML key such as `1:` or `true:`: the name JSON gives it, as Kong reads it
+            name = json_dumps(name)
         if skip and name.lower() in skip:
             continue
         if val is None:

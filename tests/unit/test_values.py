@@ -435,3 +435,15 @@ def test_message_write_query_only_when_map() -> None:
 def test_message_write_null_header_is_a_removal() -> None:
     write = MessageWrite.from_inputs({"headers": {"X-Ignored": None, "X-Add-Me": "added"}}, has_body=False)
     assert write.header_ops == [("X-Ignored", None), ("X-Add-Me", ["added"])]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({1: "one", "X-A": "a"}, [("1", ["one"]), ("X-A", ["a"])]),
+        ({True: "t", None: "n", 1.5: "f"}, [("true", ["t"]), ("null", ["n"]), ("1.5", ["f"])]),
+    ],
+)
+def test_header_names_from_yaml_keys_that_are_not_text_are_named_as_json_names_them(headers, expected) -> None:
+    """A static header map with `1:` as a key ended in an internal error (AttributeError) at the sink."""
+    assert header_ops(headers) == expected
