@@ -576,8 +576,12 @@ def test_yaml_values_that_json_has_no_type_for_are_config_errors(text, field, ki
          "kong.yaml: a YAML alias refers to a value that contains it; JSON has no such value"),
         ("nodes:\n- name: S\n  type: static\n  values: " + "[" * 3000 + "]" * 3000 + "\n", None,
          "kong.yaml: invalid YAML: nested too deeply"),
+        # Shallow to the parser, 1,200 deep as a value: each alias wraps the one before it.
+        ("nodes:\n- name: S\n  type: static\n  values:\n    a0: &a0 [1]\n"
+         + "".join(f"    a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 1200)), None,
+         "kong.yaml: invalid YAML: nested too deeply"),
     ],
-    ids=["alias-inside-its-anchor", "nested-3000-deep"],
+    ids=["alias-inside-its-anchor", "nested-3000-deep", "aliases-nested-1200-deep"],
 )
 def test_yaml_that_would_recurse_forever_or_too_deep_is_a_config_error(text, field, message):
     """A value containing itself (`&a [*a]`) and very deep nesting each ended in RecursionError, a traceback in

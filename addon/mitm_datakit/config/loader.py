@@ -70,11 +70,14 @@ def _non_json(value: Any, path: str, enclosing: set[int]) -> tuple[str, str] | N
         if id(value) in enclosing:  # `&a [*a]`: an alias inside its own anchor
             return path or "(top level)", "a YAML alias refers to a value that contains it; JSON has no such value"
         enclosing.add(id(value))
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            if isinstance(value, dict) and not isinstance(key, _JSON_SCALARS):
+        is_map = isinstance(value, dict)
+        for key, item in value.items() if is_map else enumerate(value):
+            if is_map and not isinstance(key, _JSON_SCALARS):
                 return path or "(top level)", _not_json_reason(key)
-            where = f"{path}[{key}]" if isinstance(value, list) else f"{path}.{key}" if path else str(key)
+            if not is_map:
+                where = f"{path}[{key}]"
+            else:
+                where = f"{path}.{key}" if path else str(key)
             found = _non_json(item, where, enclosing)
             if found:
                 return found

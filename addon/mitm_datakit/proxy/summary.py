@@ -42,6 +42,7 @@ def finish(flow: http.HTTPFlow, run: Run | LegacyRun, elapsed: float, *, record:
         if isinstance(run, Run):
             summary = _run_summary(run, elapsed, record)
         else:
+            # Only user nodes are ever started in a 3.9/3.10 run; it has no vault secrets to scrub.
             summary = _summary(run.plan_status, run, sum(run.started), elapsed, [])
         flow.metadata[KEY] = summary
         flow.comment = comment_line(summary)
@@ -70,8 +71,8 @@ def _summary(status: str, run: Run | LegacyRun, ran: int, elapsed: float, secret
 
 
 def _run_summary(run: Run, elapsed: float, record: bool) -> dict[str, Any]:
-    """The summary of a 3.11+ run, with its timeline when `record`: one pass over the nodes for both (this runs
-    for every flow)."""
+    """The summary of a 3.11+ run, with its timeline when `record`; "ran" counts the nodes that completed or
+    failed."""
     statuses = run.status
     ran = 0
     for node in run.plan.user_nodes:
@@ -130,8 +131,8 @@ def _timeline(run: Run) -> list[dict[str, Any]]:
 
 
 def _ms(seconds: float) -> float:
-    """Seconds as ms to the µs, as round(seconds * 1000, 3) writes them (they differ in the last digit at most, which
-    a µs clock reading does not have): round() with digits costs several times as much, twice per node."""
+    """Seconds as ms with three decimals, the value round(seconds * 1000, 3) gives except in the last digit of a
+    halfway case; round() with digits costs about four times as much, and this runs twice per node."""
     return int(seconds * 1_000_000 + 0.5) / 1000
 
 
