@@ -10,11 +10,13 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
+import jq as libjq
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
 from mitm_datakit.http_client import HttpClient
+from mitm_datakit.nodes.jq import with_input
 from mitm_datakit.runtime import Run
 
 from .conftest import LocalServer, echo_headers, status_of, value_of
@@ -245,6 +247,39 @@ async def test_jq_sees_bytes_body_as_text() -> None:
         request={"body": b"\xff\xfe raw"},
     )
     assert value_of(run, "J") == "string"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None, 1, 1.5, 1e16, -0.0, 2**63, 2**64, 2**70, "é\u2028 \"q\"", "null", True,
+        {"a": None}, {"a": float("nan")}, [float("inf"), float("-inf")], {1: "non-text key"},
+        {"k": [1, {"x": "y"}], "deep": json.loads("[" * 300 + "]" * 300)},
+    ],
+    ids=repr,
+)
+def test_jq_with_input_reads_what_input_value_reads(data: Any) -> None:
+    # with_input hands libjq orjson's text where it equals json.dumps's for jq; NaN, infinities, big integers and
+    # what orjson refuses must reach the program exactly as input_value sends them.
+    compiled = libjq.compile("[., [.. | numbers | isnan], [.. | numbers | tostring], type]")
+    expected = _outcome(lambda: compiled.input_value(data).first())
+    assert _outcome(lambda: with_input(compiled, data).first()) == expected
+
+
+def test_jq_with_input_fails_as_input_value_fails() -> None:
+    # A lone surrogate: libjq refuses json.dumps's escape; bytes inside a value: json.dumps refuses them.
+    compiled = libjq.compile(".")
+    for data in ["\ud800", {"raw": b"bytes"}]:
+        expected = _outcome(lambda: compiled.input_value(data).first())
+        assert expected[0] in ("ValueError", "TypeError")
+        assert _outcome(lambda: with_input(compiled, data).first()) == expected
+
+
+def _outcome(produce: Any) -> tuple[str, str]:
+    try:
+        return "ok", repr(produce())
+    except Exception as e:
+        return type(e).__name__, str(e)
 
 
 # =============================================================================================

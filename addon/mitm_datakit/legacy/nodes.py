@@ -15,7 +15,7 @@ from ..errors import NodeError
 from ..http_client import CallFailed, OutboundRequest
 from ..nodes.exit import ExitResponse
 from ..nodes.handlebars import _compile as compile_template
-from ..nodes.jq import compile_error_text, variable_name
+from ..nodes.jq import compile_error_text, variable_name, with_input
 from ..values import MessageWrite
 from .config import LegacyNode
 from .payload import (
@@ -66,7 +66,7 @@ def build_jq(node: LegacyNode) -> SyncNode:
             except ValueError as e:
                 raise NodeError(f"jq: input error at {port}: {e}") from None
         try:
-            results = compiled.input_value(data).all()
+            results = with_input(compiled, data).all()
         except ValueError as e:
             raise NodeError(str(e)) from None
         # One output port per result, in order; no result leaves every port empty.

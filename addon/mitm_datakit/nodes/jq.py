@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 
 import jq as libjq
+import orjson
 
 from ..config.schema import Field
 from ..errors import NodeError
@@ -54,6 +55,23 @@ def to_jq_value(value: Value) -> Value:
     return value
 
 
+def with_input(compiled: libjq._Program, data: Value) -> libjq._ProgramWithInput:
+    """The program bound to `data`, as `compiled.input_value(data)` binds it.
+
+    input_value writes `data` with json.dumps for libjq to parse; orjson writes the same JSON about ten times
+    faster (4 µs of a 245-byte body's 25). It writes NaN and infinities as `null` where json.dumps writes `NaN`,
+    which libjq reads as a number: text holding a null takes json.dumps's way, as does whatever orjson refuses
+    (integers beyond 64 bits, non-text keys, nesting deeper than 255, lone surrogates).
+    """
+    try:
+        text = orjson.dumps(data)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return compiled.input_value(data)
+    if b"null" in text:
+        return compiled.input_value(data)
+    return compiled.input_text(text.decode("utf-8"))
+
+
 class Jq(NodeType):
     type_name = "jq"
     fields = {"jq": Field("string", required=True, minimum=1, maximum=10240, description="The jq program.")}
@@ -80,7 +98,7 @@ class Jq(NodeType):
                 data = {name: to_jq_value(inputs.get(name)) for name in names}
             try:
                 # Kong 3.11+ documents one output per node: the first result; none gives null.
-                return compiled.input_value(data).first()
+                return with_input(compiled, data).first()
             except StopIteration:
                 return None
             except ValueError as e:
