@@ -46,10 +46,12 @@ from .support import hook_done
 @pytest.mark.parametrize("message", [tflow.tflow().request, tflow.tflow(resp=True).response])
 def test_copy_message_is_an_independent_equal_copy(message: http.Message):
     message.trailers = http.Headers([(b"X-Trailer", b"1")])
+    message.stream = True  # set on the message object itself, outside its state
     state = message.get_state()
 
     copied = copy_message(message)
     assert copied.get_state() == message.get_state() == message.copy().get_state()
+    assert copied.stream is True and type(copied.data) is type(message.data)
     copied.headers["X-New"] = "1"
     copied.trailers["X-Trailer"] = "2"  # type: ignore[index]
     copied.content = b"changed"
