@@ -354,6 +354,9 @@ VARIANTS: list[Variant] = [
     # The node record (flow.metadata["datakit"], the datakit view) is on by default; this is its price (issue 6).
     _datakit("dk_transform_norec", "Datakit: the transform graph with datakit_record=false",
              lambda env: wl.transform_config(), TRANSFORMED, options=lambda env: ["--set", "datakit_record=false"]),
+    # datakit_gc_freeze (our extension, on by default) against off: the measurement behind the default (decisions.md).
+    _datakit("dk_transform_nofreeze", "Datakit: the transform graph with datakit_gc_freeze=false",
+             lambda env: wl.transform_config(), TRANSFORMED, options=lambda env: ["--set", "datakit_gc_freeze=false"]),
     Variant("lean_transform", "datakit serve, same transform graph", TRANSFORMED, server="lean",
             config=lambda env: wl.transform_config()),
     Variant("ref_mock", "reference: handlebars render -> answer", MOCKED, script=BENCH / "ref_mock.py", quick=True),
@@ -540,6 +543,7 @@ PAIRS: tuple[tuple[str, str], ...] = (
     ("dk_unrouted", "noop"),
     ("dk_transform", "ref_transform"),
     ("dk_transform", "dk_transform_norec"),
+    ("dk_transform", "dk_transform_nofreeze"),
     ("dk_mock", "ref_mock"),
     ("lean_pass", "dk_pass"),
     ("lean_transform", "dk_transform"),
@@ -731,6 +735,7 @@ def evaluate(results: dict[str, Measured], paired: Paired) -> list[Target]:
         # Keeping the node record costs at most 3 % of throughput (issue 6).
         ratio_target(results, paired, "node record kept vs off (transform)", "dk_transform", "dk_transform_norec",
                      0.97),
+        ratio_target(results, paired, "gc freeze on vs off (transform)", "dk_transform", "dk_transform_nofreeze", None),
         ratio_target(results, paired, "lean server vs mitmdump (passthrough)", "lean_pass", "dk_pass", 1.5),
         ratio_target(results, paired, "lean server vs mitmdump (transform)", "lean_transform", "dk_transform", None),
         ratio_target(results, paired, "lean server vs bare mitmdump", "lean_pass", "bare", None),
