@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 
 from .types import DkType, Value
@@ -42,22 +43,25 @@ def is_form_content_type(content_type: str | None) -> bool:
     return media_type(content_type) == FORM_CONTENT_TYPE
 
 
-# Built once: json.dumps with options builds a new encoder per call, and so does JSONEncoder.encode (its C part),
-# which costs about as much as encoding a small body. Without circular-reference markers: no value is circular (JSON
-# and jq make trees, and the config loader refuses a YAML alias inside its own anchor).
-_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_C_JSON_ENCODER = (
-    c_make_encoder(None, _JSON_ENCODER.default, encode_basestring, None, ":", ",", False, False, False)
-    if c_make_encoder
-    else None
-)
+def compact_json_encoder(default: Callable[[Any], Any] | None = None, *, allow_nan: bool) -> Callable[[Any], str]:
+    """`JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=..., allow_nan=...).encode`, built once.
+
+    json.dumps with options builds a new encoder per call, and so does JSONEncoder.encode (its C part), which costs
+    about as much as encoding a small body. Without circular-reference markers: no value is circular (JSON and jq
+    make trees, and the config loader refuses a YAML alias inside its own anchor).
+    """
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=default, allow_nan=allow_nan)
+    if c_make_encoder is None:  # a Python without the json C accelerator
+        return encoder.encode
+    c_encoder = c_make_encoder(None, encoder.default, encode_basestring, None, ":", ",", False, False, allow_nan)
+
+    def encode(value: Any) -> str:
+        return "".join(c_encoder(value, 0))
+
+    return encode
 
 
-def json_dumps(value: Value) -> str:
-    """Compact JSON as `JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode` writes it."""
-    if _C_JSON_ENCODER is None:  # a Python without the json C accelerator
-        return _JSON_ENCODER.encode(value)
-    return "".join(_C_JSON_ENCODER(value, 0))
+json_dumps = compact_json_encoder(allow_nan=False)  # NaN and infinities raise ValueError: JSON has no such number
 
 
 def body_text(raw: bytes) -> str | bytes:

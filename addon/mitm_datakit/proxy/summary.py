@@ -8,9 +8,7 @@ The record is saved with the flow (`-w`, mitmweb "Save"), so it holds JSON-frien
 
 from __future__ import annotations
 
-import json
 import logging
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import orjson
@@ -20,6 +18,7 @@ from ..legacy.runtime import LegacyRun
 from ..redact import MASKED_HEADERS, mask_headers, scrub
 from ..runtime import COMPLETE, FAILED, PLAN_ERROR, Run
 from ..types import SELF, Value
+from ..values import compact_json_encoder
 
 logger = logging.getLogger("mitm_datakit")
 
@@ -170,15 +169,9 @@ def _plain(value: object) -> str:
 
 # orjson first: it encodes a record's values about ten times faster than json's C encoder (docs/decisions.md).
 # What it refuses (an integer beyond 64 bits, a non-string key from YAML, nesting deeper than 255) goes through
-# json's C encoder, built once: json.dumps, and JSONEncoder.encode too, build a new C encoder per call, which costs
-# more than encoding a small value. It has no check for circular values: no JSON or YAML value a run holds is
-# circular, and one would end in RecursionError instead of ValueError, which `finish` logs the same way.
-_C_ENCODER = (
-    c_make_encoder(None, _plain, encode_basestring, None, ":", ",", False, False, True)
-    if c_make_encoder
-    else None
-)
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_plain)
+# json's encoder, built once. A circular value (none a run holds) would end in RecursionError instead of
+# ValueError, which `finish` logs the same way.
+_json_text = compact_json_encoder(_plain, allow_nan=True)
 
 
 def _encode(value: Value) -> str:
@@ -186,10 +179,7 @@ def _encode(value: Value) -> str:
     try:
         return orjson.dumps(value, default=_plain).decode("utf-8")
     except (TypeError, orjson.JSONEncodeError):
-        pass
-    if _C_ENCODER is None:  # a Python without the json C accelerator
-        return _ENCODER.encode(value)
-    return "".join(_C_ENCODER(value, 0))
+        return _json_text(value)
 
 
 # A masked header name as an object key (substring tests measured faster than one regex here), and the endings of
