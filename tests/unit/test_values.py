@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mitm_datakit.types import DkType
 from mitm_datakit.values import (
@@ -19,6 +22,7 @@ from mitm_datakit.values import (
     header_ops,
     headers_to_map,
     is_json_content_type,
+    parse_json,
     parse_query,
 )
 
@@ -78,6 +82,105 @@ def test_decode_body(raw: bytes, content_type: str | None, expected: Any) -> Non
 def test_decode_body_invalid_json_raises_value_error(raw: bytes) -> None:
     with pytest.raises(ValueError, match="invalid JSON body"):
         decode_body(raw, "application/json")
+
+
+# -- parse_json: json.loads, faster -------------------------------------------------------------
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal with the same types all the way down (1 == 1.0 and 0.0 == -0.0 do not count), NaN equal to NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def _outcome(parse: Any, raw: bytes) -> tuple[str, Any]:
+    try:
+        return "value", parse(raw)
+    except (ValueError, RecursionError) as e:
+        return "error", (type(e), str(e))
+
+
+def _assert_parses_as_json_loads(raw: bytes) -> None:
+    ours, theirs = _outcome(parse_json, raw), _outcome(json.loads, raw)
+    assert ours[0] == theirs[0], (raw, ours, theirs)
+    if ours[0] == "value":
+        assert _same(ours[1], theirs[1]), (raw, ours, theirs)
+    else:
+        assert ours[1] == theirs[1]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"id": 4711, "names": ["a", "b"], "total": 22.75, "ok": true, "none": null}',
+        b' \n{"a" : [1 , 2]}\n ',
+        b'{"a": 1, "b": 2, "a": 3}',  # a repeated key: the last value, at the first key's place
+        # Integers at and beyond the 64-bit range orjson holds (beyond it, orjson would give a float)
+        b"18446744073709551615",
+        b"18446744073709551616",
+        b"-9223372036854775808",
+        b"-9223372036854775809",
+        b'{"big": [123456789012345678901234567890]}',
+        b'"1234567890123456789 in a string takes json\'s way too"',
+        b"1" + b"0" * 5000,  # beyond int's 4,300 digits: json's ValueError
+        # Floats: rounding, negative zero, subnormals, overflow
+        b"-0",
+        b"-0.0",
+        b"0.30000000000000004",
+        b"1.7976931348623157e308",
+        b"5e-324",
+        b"2.4703282292062327e-324",
+        b"1e400",
+        b"-1e400",
+        b"123456789012345678901234567890.5",
+        # What orjson refuses and json accepts
+        b"NaN",
+        b"[Infinity, -Infinity]",
+        b'"\\ud800"',
+        b'"\xed\xa0\x80"',  # a surrogate written as UTF-8 bytes: json reads it (surrogatepass)
+        b'\xef\xbb\xbf{"bom": 1}',
+        '{"utf16": 1}'.encode("utf-16"),
+        b"[" * 1100 + b"]" * 1100,  # deeper than orjson's 1,024
+        # Invalid for both: the error is json's
+        b"",
+        b"{not json",
+        b"[1, 2,]",
+        b'{"a": 1} trailing',
+        b'"a\x01b"',
+        b"\xff",
+        b"[" * 100_000 + b"]" * 100_000,  # json.loads: RecursionError
+    ],
+)
+def test_parse_json_is_json_loads(raw: bytes) -> None:
+    _assert_parses_as_json_loads(raw)
+
+
+_JSON_ATOMS = st.sampled_from(
+    [b"true", b"false", b"null", b"NaN", b"-Infinity", b'"x"', b'"\\u00e9\\ud83d\\ude00"', b'"\\ud800"', b'"\\n"',
+     "\"é\"".encode(), b"\xff"]
+)
+_NUMBER_LIKE = st.lists(st.sampled_from([b"0", b"1", b"9", b"-", b"+", b".", b"e", b"E", b"00", b"123456789"]),
+                        min_size=1, max_size=30).map(b"".join)
+_JSONISH = st.recursive(
+    _JSON_ATOMS | _NUMBER_LIKE | st.floats(allow_nan=False, allow_infinity=False).map(lambda f: repr(f).encode()),
+    lambda inner: st.lists(inner, max_size=4).map(lambda items: b"[" + b",".join(items) + b"]")
+    | st.lists(st.tuples(st.sampled_from([b'"a"', b'"b"', b'"\\u0061"']), inner), max_size=4).map(
+        lambda pairs: b"{" + b",".join(k + b":" + v for k, v in pairs) + b"}"),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_JSONISH)
+def test_parse_json_is_json_loads_for_json_like_text(raw: bytes) -> None:
+    _assert_parses_as_json_loads(raw)
 
 
 @pytest.mark.parametrize(

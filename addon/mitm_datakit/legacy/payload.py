@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
 from ..types import Value
-from ..values import headers_to_map, json_dumps
+from ..values import headers_to_map, json_dumps, parse_json
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def decode(data: bytes, content_type: str | None) -> Payload:
     content_type = (content_type or "").lower()
     if "application/json" in content_type:
         try:
-            return json.loads(data)
+            return parse_json(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             return PayloadError(str(e))
     if "application/x-www-form-urlencoded" in content_type:
