@@ -336,6 +336,7 @@ def _chain(nodes: int, concurrencies: tuple[int, ...]) -> list[Variant]:
     ]
 
 
+PAIR_CONCURRENCIES = (16, 64)  # where both proxies are CPU-bound, so CPU per request is capacity
 TRANSFORMED = expect_json(wl.EXPECTED_TRANSFORM, transformed_request=True)
 MOCKED = expect_json(wl.EXPECTED_MOCK)
 VARIANTS: list[Variant] = [
@@ -351,6 +352,9 @@ VARIANTS: list[Variant] = [
             script=BENCH / "ref_transform.py", quick=True),
     _datakit("dk_transform", "Datakit: request->jq->service_request.headers, service_response->jq->response.body",
              lambda env: wl.transform_config(), TRANSFORMED, quick=True),
+    # The reference against itself in a second proxy (A/A): how far apart a pair's two sides read when nothing differs.
+    Variant("ref_transform_twin", "the transform reference again, in a proxy of its own (A/A)", TRANSFORMED,
+            script=BENCH / "ref_transform.py", concurrencies=PAIR_CONCURRENCIES),
     # The node record (flow.metadata["datakit"], the datakit view) is on by default; this is its price (issue 6).
     _datakit("dk_transform_norec", "Datakit: the transform graph with datakit_record=false",
              lambda env: wl.transform_config(), TRANSFORMED, options=lambda env: ["--set", "datakit_record=false"]),
@@ -544,6 +548,7 @@ PAIRS: tuple[tuple[str, str], ...] = (
     ("dk_transform", "ref_transform"),
     ("dk_transform", "dk_transform_norec"),
     ("dk_transform", "dk_transform_nofreeze"),
+    ("ref_transform_twin", "ref_transform"),
     ("dk_mock", "ref_mock"),
     ("lean_pass", "dk_pass"),
     ("lean_transform", "dk_transform"),
@@ -558,7 +563,6 @@ PAIRS: tuple[tuple[str, str], ...] = (
     ("dk_chain50", "dk_chain25"),
     ("ref_chain50", "ref_chain10"),
 )
-PAIR_CONCURRENCIES = (16, 64)  # where both proxies are CPU-bound, so CPU per request is capacity
 
 Paired = dict[tuple[str, str, int], list[tuple[Point, Point]]]
 
@@ -736,6 +740,7 @@ def evaluate(results: dict[str, Measured], paired: Paired) -> list[Target]:
         ratio_target(results, paired, "node record kept vs off (transform)", "dk_transform", "dk_transform_norec",
                      0.97),
         ratio_target(results, paired, "gc freeze on vs off (transform)", "dk_transform", "dk_transform_nofreeze", None),
+        noise_target(paired, "ref_transform_twin", "ref_transform"),
         ratio_target(results, paired, "lean server vs mitmdump (passthrough)", "lean_pass", "dk_pass", 1.5),
         ratio_target(results, paired, "lean server vs mitmdump (transform)", "lean_transform", "dk_transform", None),
         ratio_target(results, paired, "lean server vs bare mitmdump", "lean_pass", "bare", None),
@@ -759,6 +764,21 @@ def fanout_target(results: dict[str, Measured], paired: Paired) -> Target:
     return Target(name, "PASS" if ok else "FAIL",
                   f"dk_fan2/bare = {ratio:.3f}x req/s (>= 0.6); p99 {p99:.0f} ms (< 250; bare mitmdump's: "
                   f"{bare_p99:.0f} ms)")
+
+
+def noise_target(paired: Paired, twin: str, original: str) -> Target:
+    """Two proxies running the same addon, paired as the targets are: the median and the range of their ratio over
+    the rounds. A target's ratio closer to its line than this spread is decided by the rounds' luck as much as by
+    the code."""
+    parts = []
+    for conc in PAIR_CONCURRENCIES:
+        rounds = [capacity(pa, pb) for pa, pb in paired.get((twin, original, conc), [])]
+        if rounds:
+            parts.append(f"c={conc}: median {statistics.median(rounds):.3f}x, rounds {min(rounds):.3f}-{max(rounds):.3f}x")
+    name = "measurement noise: the transform reference vs its twin (A/A)"
+    if not parts:
+        return Target(name, "n/a", f"{twin} and {original} not measured together")
+    return Target(name, "info", f"{twin}/{original}, the same addon on both sides: " + "; ".join(parts))
 
 
 def per_call_target(paired: Paired) -> Target:
