@@ -16,7 +16,6 @@ The wrapper's two clock reads add about 1 µs per hook call.
 from __future__ import annotations
 
 import gc
-import os
 import time
 from typing import Any
 
@@ -30,7 +29,7 @@ class HookCpu:
         self.gc_ns = 0
         self.collections = [0, 0, 0]
         self._gc_began = 0
-        self._since: os.times_result | None = None
+        self._since_ns: int | None = None  # process CPU time when counting began
 
     def load(self, loader: Any) -> None:
         loader.add_option("hook_cpu_addon", str, "", "Name of the addon whose request/response hooks are timed.")
@@ -71,10 +70,9 @@ class HookCpu:
         if counted == 0:
             self.hook_ns = self.gc_ns = 0
             self.collections = [0, 0, 0]
-            self._since = os.times()
-        elif counted > 0 and counted % ctx.options.hook_cpu_every == 0 and self._since is not None:
-            now = os.times()
-            cpu_us = (now.user + now.system - self._since.user - self._since.system) * 1e6 / counted
+            self._since_ns = time.process_time_ns()
+        elif counted > 0 and counted % ctx.options.hook_cpu_every == 0 and self._since_ns is not None:
+            cpu_us = (time.process_time_ns() - self._since_ns) / 1000 / counted
             per_1000 = ", ".join(f"{n * 1000 / counted:.1f}" for n in self.collections)
             line = (f"{counted} flows: process {cpu_us:.0f} µs/flow, hooks {self.hook_ns / counted / 1000:.1f}, "
                     f"collector {self.gc_ns / counted / 1000:.1f}; collections per 1,000 flows (gen 0, 1, 2): "
