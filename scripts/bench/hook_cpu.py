@@ -6,7 +6,8 @@ measured in a real proxy under load: load it with `-s` after the addon under tes
 
 Every `hook_cpu_every` flows after the first `hook_cpu_warmup` it writes one line to the report: process CPU, hook
 CPU and collector CPU, each per flow, and the collections per 1,000 flows by generation. A hook that returns a
-coroutine (a Datakit phase waiting on calls) is timed up to the return only.
+coroutine (a Datakit phase waiting on calls) is timed up to the return only; a collection that runs inside a
+hook counts in both the hooks' and the collector's figure.
 
 Why: in process (hooks_micro.py) the hooks run hot in the CPU's caches; inside mitmdump each request first passes
 through about a millisecond of mitmproxy's own code, and the same hooks cost 2-3 times as much (docs/performance.md).

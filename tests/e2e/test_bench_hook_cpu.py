@@ -11,7 +11,7 @@ import pytest
 from harness import REPO_ROOT
 
 HOOK_CPU = REPO_ROOT / "scripts" / "bench" / "hook_cpu.py"
-TRANSFORM = {"nodes": [{"name": "UPPER", "type": "jq", "input": "request.headers", "jq": "{seen: .host}",
+TRANSFORM = {"nodes": [{"name": "SEEN_HOST", "type": "jq", "input": "request.headers", "jq": "{seen: .host}",
                         "output": "service_request.headers"}]}
 LINE = re.compile(r"^(\d+) flows: process (\d+) µs/flow, hooks ([\d.]+), collector ([\d.]+); "
                   r"collections per 1,000 flows \(gen 0, 1, 2\): [\d.]+, [\d.]+, [\d.]+$")
