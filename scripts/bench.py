@@ -679,10 +679,15 @@ def rounds_of(results: dict[str, Measured], name: str, conc: int) -> list[Point]
     return m.segments.get(conc, []) if m else []
 
 
+def solo_ratios(results: dict[str, Measured], num: str, den: str, conc: int) -> list[float]:
+    """num/den req/s from the solo segments, one ratio per round (the two measured in the same round)."""
+    return [a.rps / b.rps for a, b in zip(rounds_of(results, num, conc), rounds_of(results, den, conc)) if b.rps]
+
+
 def solo_ratio(results: dict[str, Measured], num: str, den: str, conc: int) -> float | None:
-    """num/den req/s from the solo segments: the median over rounds of the ratio within each round."""
-    pairs = list(zip(rounds_of(results, num, conc), rounds_of(results, den, conc)))
-    return statistics.median(a.rps / b.rps for a, b in pairs if b.rps) if pairs else None
+    """The median over rounds of solo_ratios."""
+    ratios = solo_ratios(results, num, den, conc)
+    return statistics.median(ratios) if ratios else None
 
 
 def together(paired: Paired, a: str, b: str, conc: int, of: Callable[[Point, Point], float]) -> float | None:
@@ -763,8 +768,7 @@ def fanout_target(results: dict[str, Measured], paired: Paired) -> Target:
     ok = ratio >= 0.6 and p99 < 250 and not _errors(results, paired, "dk_fan2")
     # Solo segments follow the box's speed; the hand-written addon in the same rounds tells a slow box from a slow
     # engine.
-    rounds = ", ".join(f"{a.rps / b.rps:.3f}" for a, b in zip(rounds_of(results, "dk_fan2", 64),
-                                                               rounds_of(results, "bare", 64)) if b.rps)
+    rounds = ", ".join(f"{r:.3f}" for r in solo_ratios(results, "dk_fan2", "bare", 64))
     reference = solo_ratio(results, "ref_fan2", "bare", 64)
     beside = ""
     if reference is not None:
@@ -783,7 +787,8 @@ def noise_target(paired: Paired, twin: str, original: str) -> Target:
     for conc in PAIR_CONCURRENCIES:
         rounds = [capacity(pa, pb) for pa, pb in paired.get((twin, original, conc), [])]
         if rounds:
-            parts.append(f"c={conc}: median {statistics.median(rounds):.3f}x, rounds {min(rounds):.3f}-{max(rounds):.3f}x")
+            parts.append(f"c={conc}: median {statistics.median(rounds):.3f}x, "
+                         f"rounds {min(rounds):.3f}-{max(rounds):.3f}x")
     name = "measurement noise: the transform reference vs its twin (A/A)"
     if not parts:
         return Target(name, "n/a", f"{twin} and {original} not measured together")

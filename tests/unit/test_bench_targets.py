@@ -22,8 +22,8 @@ def bench() -> ModuleType:
     return module
 
 
-def _point(bench: ModuleType, *, conc: int = 64, rps: float = 1000.0, cpu: float = 1000.0, p99: float = 100.0) -> object:
-    return bench.Point(conc, int(rps * 3), 3.0, rps, p99 / 2, p99, cpu, 0, 99.0, 0.0)
+def _point(bench: ModuleType, *, rps: float = 1000.0, cpu: float = 1000.0, p99: float = 100.0) -> object:
+    return bench.Point(64, int(rps * 3), 3.0, rps, p99 / 2, p99, cpu, 0, 99.0, 0.0)
 
 
 def _measured(bench: ModuleType, name: str, rounds: list[tuple[float, float]]) -> object:
